@@ -1,0 +1,529 @@
+"""Durable storage behind a narrow interface: peewee models in, frozen records out.
+
+The models bind to a database late (``Store.__init__``), never at import. SQLite runs in WAL mode; every
+write transaction is ``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade, and
+``synchronous=FULL`` by default so a committed promise survives power loss (``durability="normal"``
+keeps it across process crashes only, at about a seventh of the commit cost). The store is not
+thread-safe by itself: the engine serialises every call under its own lock (one writer path).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import peewee as pw
+
+from . import errors
+from .records import (
+    CLAIMED,
+    COMPLETED,
+    ENQUEUED,
+    INIT,
+    PENDING,
+    TAG_PARENT,
+    TAG_ROOT,
+    Callback,
+    Promise,
+    Schedule,
+    Task,
+    Value,
+)
+
+SCHEMA_VERSION = 1
+DURABILITY = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+
+
+class _Model(pw.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class PromiseRow(_Model):
+    id = pw.TextField(primary_key=True)
+    state = pw.CharField(max_length=20)
+    param_headers = pw.TextField(null=True)
+    param_data = pw.TextField(null=True)
+    value_headers = pw.TextField(null=True)
+    value_data = pw.TextField(null=True)
+    timeout = pw.BigIntegerField()
+    ikey_create = pw.TextField(null=True)
+    ikey_complete = pw.TextField(null=True)
+    tags = pw.TextField(null=True)
+    root_id = pw.TextField(null=True, index=True)
+    parent_id = pw.TextField(null=True, index=True)
+    created_on = pw.BigIntegerField(index=True)
+    completed_on = pw.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "promises"
+        # The scheduler's question: which pending promise times out next.
+        indexes = ((("state", "timeout"), False),)
+
+
+class TaskRow(_Model):
+    id = pw.TextField(primary_key=True)
+    counter = pw.IntegerField()
+    root_id = pw.TextField(index=True)
+    leaf_id = pw.TextField(null=True)
+    type = pw.CharField(max_length=10)
+    state = pw.CharField(max_length=10)
+    recv = pw.TextField()
+    process_id = pw.TextField(null=True, index=True)
+    ttl = pw.BigIntegerField(default=0)
+    expires_at = pw.BigIntegerField(default=0)
+    timeout = pw.BigIntegerField()
+    attempt = pw.IntegerField(default=0)
+    created_on = pw.BigIntegerField()
+    completed_on = pw.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "tasks"
+        indexes = ((("state", "expires_at"), False),)
+
+
+class CallbackRow(_Model):
+    id = pw.TextField(primary_key=True)
+    promise_id = pw.TextField(index=True)
+    root_id = pw.TextField()
+    recv = pw.TextField()
+    timeout = pw.BigIntegerField()
+    kind = pw.CharField(max_length=10)
+    created_on = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "callbacks"
+
+
+class ScheduleRow(_Model):
+    id = pw.TextField(primary_key=True)
+    description = pw.TextField(default="")
+    cron = pw.TextField()
+    tags = pw.TextField(null=True)
+    promise_id = pw.TextField()
+    promise_timeout = pw.BigIntegerField()
+    promise_param = pw.TextField(null=True)
+    promise_tags = pw.TextField(null=True)
+    ikey = pw.TextField(null=True)
+    last_run_time = pw.BigIntegerField(null=True)
+    next_run_time = pw.BigIntegerField(index=True)
+    created_on = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "schedules"
+
+
+class MetaRow(_Model):
+    key = pw.TextField(primary_key=True)
+    value = pw.TextField()
+
+    class Meta:
+        table_name = "meta"
+
+
+MODELS: list[type[pw.Model]] = [PromiseRow, TaskRow, CallbackRow, ScheduleRow, MetaRow]
+
+
+def _migrate_1(db: pw.Database) -> None:
+    db.create_tables(MODELS)
+
+
+# Schema migrations in order; entry i brings the schema from version i to i+1.
+MIGRATIONS = [_migrate_1]
+
+
+def _dumps(obj: dict[str, str] | None) -> str | None:
+    return json.dumps(obj, separators=(",", ":")) if obj else None
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+class FileLock:
+    """An exclusive advisory lock on ``path`` (flock): one live process per database file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = open(self.path).read().strip()
+            raise errors.StoreLocked(
+                f"database {self.path[:-5]!r} is in use by another process"
+                + (f" (pid {holder})" if holder else "")
+                + "; stop it, or point this one at another file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def connect_sqlite(path: str, durability: str = "full") -> pw.SqliteDatabase:
+    if durability not in DURABILITY:
+        raise errors.InvalidRequest(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
+    memory = path == ":memory:"
+    pragmas: dict[str, Any] = {
+        "journal_mode": "memory" if memory else "wal",
+        "synchronous": DURABILITY[durability],
+        "busy_timeout": 5000,
+        "foreign_keys": 0,
+        "cache_size": -16000,
+        "temp_store": "memory",
+    }
+    # One connection shared by every thread, serialised by the engine's lock; thread_safe=False keeps
+    # peewee from opening one connection per thread (which, for ":memory:", would be separate databases).
+    return pw.SqliteDatabase(path, pragmas=pragmas, thread_safe=False, check_same_thread=False,
+                             autoconnect=False)
+
+
+class Store:
+    """Promises, tasks, callbacks and schedules; every method returns records, never rows."""
+
+    def __init__(self, db: pw.Database, *, lock_path: str | None = None) -> None:
+        self.db = db
+        self._lock = FileLock(lock_path) if lock_path else None
+        if self._lock:
+            self._lock.acquire()
+        try:
+            db.bind(MODELS, bind_refs=False, bind_backrefs=False)
+            db.connect(reuse_if_open=True)
+            self._sqlite = isinstance(db, pw.SqliteDatabase)
+            self.migrate()
+        except BaseException:
+            if self._lock:
+                self._lock.release()
+            raise
+
+    @classmethod
+    def open(cls, path: str = ":memory:", durability: str = "full") -> Store:
+        """Open (creating if needed) a SQLite store; a file store is locked to this process."""
+        lock = None if path == ":memory:" else f"{path}.lock"
+        if lock:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return cls(connect_sqlite(path, durability), lock_path=lock)
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+        if self._lock:
+            self._lock.release()
+
+    # -- schema -----------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        with self.transaction():
+            version = 0
+            if self.db.table_exists("meta"):
+                row = MetaRow.get_or_none(MetaRow.key == "schema_version")
+                version = int(row.value) if row else 0
+            if version > SCHEMA_VERSION:
+                raise errors.InvalidRequest(
+                    f"database schema version {version} is newer than this program's {SCHEMA_VERSION}")
+            for step in MIGRATIONS[version:]:
+                step(self.db)
+            if version != SCHEMA_VERSION:
+                MetaRow.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+
+    def schema_version(self) -> int:
+        row = MetaRow.get_or_none(MetaRow.key == "schema_version")
+        return int(row.value) if row else 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._sqlite:
+            with self.db.atomic("IMMEDIATE"):
+                yield
+        else:
+            with self.db.atomic():
+                yield
+
+    # -- promises ---------------------------------------------------------------------------------
+    def get_promise(self, id: str) -> Promise | None:
+        row = PromiseRow.select().where(PromiseRow.id == id).dicts().first()
+        return _promise(row) if row else None
+
+    def get_promises(self, ids: list[str]) -> dict[str, Promise]:
+        out: dict[str, Promise] = {}
+        for i in range(0, len(ids), 500):
+            for row in PromiseRow.select().where(PromiseRow.id.in_(ids[i:i + 500])).dicts():
+                out[row["id"]] = _promise(row)
+        return out
+
+    def children_of(self, parent_id: str) -> list[Promise]:
+        query = PromiseRow.select().where(PromiseRow.parent_id == parent_id).order_by(PromiseRow.created_on)
+        return [_promise(r) for r in query.dicts()]
+
+    def insert_promise(self, p: Promise) -> None:
+        PromiseRow.insert(
+            id=p.id, state=p.state, param_headers=_dumps(p.param.headers), param_data=p.param.data,
+            value_headers=_dumps(p.value.headers), value_data=p.value.data, timeout=p.timeout,
+            ikey_create=p.idempotency_key_for_create, ikey_complete=p.idempotency_key_for_complete,
+            tags=_dumps(p.tags), root_id=p.tags.get(TAG_ROOT), parent_id=p.tags.get(TAG_PARENT),
+            created_on=p.created_on, completed_on=p.completed_on,
+        ).execute()
+
+    def complete_promise(self, p: Promise) -> None:
+        PromiseRow.update(
+            state=p.state, value_headers=_dumps(p.value.headers), value_data=p.value.data,
+            ikey_complete=p.idempotency_key_for_complete, completed_on=p.completed_on,
+        ).where(PromiseRow.id == p.id).execute()
+
+    def timed_out_promises(self, now: int, limit: int = 500) -> list[Promise]:
+        query = (PromiseRow.select()
+                 .where((PromiseRow.state == PENDING) & (PromiseRow.timeout <= now))
+                 .order_by(PromiseRow.timeout).limit(limit))
+        return [_promise(r) for r in query.dicts()]
+
+    def next_promise_timeout(self) -> int | None:
+        row = (PromiseRow.select(PromiseRow.timeout).where(PromiseRow.state == PENDING)
+               .order_by(PromiseRow.timeout).limit(1).tuples().first())
+        return row[0] if row else None
+
+    def search_promises(self, id_glob: str | None, states: tuple[str, ...] | None,
+                        tags: dict[str, str] | None, limit: int,
+                        cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
+        """Newest first; ``cursor`` is the (created_on, id) of the last row of the previous page."""
+        cond = pw.SQL("1 = 1")
+        if id_glob and id_glob != "*":
+            if "*" in id_glob:
+                # SQL narrows by the literal prefix (an index range); fnmatch decides the rest.
+                prefix = id_glob.split("*", 1)[0]
+                if prefix:
+                    cond &= PromiseRow.id.startswith(prefix)
+            else:
+                cond &= PromiseRow.id == id_glob
+        if states:
+            cond &= PromiseRow.state.in_(list(states))
+        if cursor:
+            c_on, c_id = cursor
+            cond &= ((PromiseRow.created_on < c_on) |
+                     ((PromiseRow.created_on == c_on) & (PromiseRow.id < c_id)))
+        order = (PromiseRow.created_on.desc(), PromiseRow.id.desc())
+        out: list[Promise] = []
+        page = max(limit, 100)
+        last: tuple[int, str] | None = None
+        while len(out) < limit:
+            extra = pw.SQL("1 = 1")
+            if last:
+                extra = ((PromiseRow.created_on < last[0]) |
+                         ((PromiseRow.created_on == last[0]) & (PromiseRow.id < last[1])))
+            rows = list(PromiseRow.select().where(cond & extra).order_by(*order).limit(page).dicts())
+            for row in rows:
+                last = (row["created_on"], row["id"])
+                p = _promise(row)
+                if tags and any(p.tags.get(k) != v for k, v in tags.items()):
+                    continue
+                if not _glob(id_glob, p.id):
+                    continue
+                out.append(p)
+                if len(out) == limit:
+                    break
+            if len(rows) < page:
+                return out, None
+        return out, (out[-1].created_on, out[-1].id) if out else None
+
+    def count_promises_by_state(self) -> dict[str, int]:
+        query = PromiseRow.select(PromiseRow.state, pw.fn.COUNT(PromiseRow.id)).group_by(PromiseRow.state)
+        return {state: n for state, n in query.tuples()}
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def get_task(self, id: str) -> Task | None:
+        row = TaskRow.select().where(TaskRow.id == id).dicts().first()
+        return _task(row) if row else None
+
+    def insert_task(self, t: Task) -> None:
+        TaskRow.insert(**_task_row(t)).execute()
+
+    def update_task(self, t: Task) -> None:
+        row = _task_row(t)
+        del row["id"]
+        TaskRow.update(**row).where(TaskRow.id == t.id).execute()
+
+    def tasks_of_root(self, root_id: str, states: tuple[str, ...]) -> list[Task]:
+        query = TaskRow.select().where((TaskRow.root_id == root_id) & TaskRow.state.in_(list(states)))
+        return [_task(r) for r in query.order_by(TaskRow.created_on, TaskRow.id).dicts()]
+
+    def complete_tasks_of_root(self, root_id: str, now: int) -> int:
+        return (TaskRow.update(state=COMPLETED, completed_on=now, process_id=None)
+                .where((TaskRow.root_id == root_id) & (TaskRow.state != COMPLETED)).execute())
+
+    def tasks_of_process(self, process_id: str, states: tuple[str, ...]) -> list[Task]:
+        query = TaskRow.select().where((TaskRow.process_id == process_id) & TaskRow.state.in_(list(states)))
+        return [_task(r) for r in query.dicts()]
+
+    def tasks_in_states(self, states: tuple[str, ...]) -> list[Task]:
+        query = TaskRow.select().where(TaskRow.state.in_(list(states))).order_by(TaskRow.created_on)
+        return [_task(r) for r in query.dicts()]
+
+    def extend_leases(self, process_id: str, now: int) -> int:
+        return (TaskRow.update(expires_at=now + TaskRow.ttl)
+                .where((TaskRow.process_id == process_id) & (TaskRow.state == CLAIMED)).execute())
+
+    def expired_tasks(self, now: int, limit: int = 500) -> list[Task]:
+        query = (TaskRow.select()
+                 .where(TaskRow.state.in_([CLAIMED, ENQUEUED]) & (TaskRow.expires_at <= now))
+                 .order_by(TaskRow.expires_at).limit(limit))
+        return [_task(r) for r in query.dicts()]
+
+    def next_task_expiry(self) -> int | None:
+        row = (TaskRow.select(pw.fn.MIN(TaskRow.expires_at))
+               .where(TaskRow.state.in_([CLAIMED, ENQUEUED])).tuples().first())
+        return row[0] if row and row[0] is not None else None
+
+    def init_tasks(self, limit: int = 1000) -> list[Task]:
+        query = TaskRow.select().where(TaskRow.state == INIT).order_by(TaskRow.created_on).limit(limit)
+        return [_task(r) for r in query.dicts()]
+
+    def search_tasks(self, states: tuple[str, ...] | None, limit: int) -> list[Task]:
+        query = TaskRow.select()
+        if states:
+            query = query.where(TaskRow.state.in_(list(states)))
+        return [_task(r) for r in query.order_by(TaskRow.created_on.desc()).limit(limit).dicts()]
+
+    def count_tasks_by_state(self) -> dict[str, int]:
+        query = TaskRow.select(TaskRow.state, pw.fn.COUNT(TaskRow.id)).group_by(TaskRow.state)
+        return {state: n for state, n in query.tuples()}
+
+    # -- callbacks and subscriptions ----------------------------------------------------------------
+    def get_callback(self, id: str) -> Callback | None:
+        row = CallbackRow.select().where(CallbackRow.id == id).dicts().first()
+        return _callback(row) if row else None
+
+    def insert_callback(self, c: Callback) -> None:
+        CallbackRow.insert(id=c.id, promise_id=c.promise_id, root_id=c.root_promise_id, recv=c.recv,
+                           timeout=c.timeout, kind=c.kind, created_on=c.created_on).execute()
+
+    def take_callbacks(self, promise_id: str) -> list[Callback]:
+        """The callbacks and subscriptions on a promise, deleted as they are read (they fire once)."""
+        rows = list(CallbackRow.select().where(CallbackRow.promise_id == promise_id)
+                    .order_by(CallbackRow.created_on, CallbackRow.id).dicts())
+        if rows:
+            CallbackRow.delete().where(CallbackRow.promise_id == promise_id).execute()
+        return [_callback(r) for r in rows]
+
+    def callbacks_on(self, promise_id: str) -> list[Callback]:
+        rows = CallbackRow.select().where(CallbackRow.promise_id == promise_id).dicts()
+        return [_callback(r) for r in rows]
+
+    # -- schedules --------------------------------------------------------------------------------
+    def get_schedule(self, id: str) -> Schedule | None:
+        row = ScheduleRow.select().where(ScheduleRow.id == id).dicts().first()
+        return _schedule(row) if row else None
+
+    def upsert_schedule(self, s: Schedule) -> None:
+        ScheduleRow.replace(
+            id=s.id, description=s.description, cron=s.cron, tags=_dumps(s.tags), promise_id=s.promise_id,
+            promise_timeout=s.promise_timeout, promise_param=json.dumps(s.promise_param.to_json()),
+            promise_tags=_dumps(s.promise_tags), ikey=s.idempotency_key, last_run_time=s.last_run_time,
+            next_run_time=s.next_run_time, created_on=s.created_on,
+        ).execute()
+
+    def delete_schedule(self, id: str) -> bool:
+        return ScheduleRow.delete().where(ScheduleRow.id == id).execute() > 0
+
+    def search_schedules(self, id_glob: str | None, limit: int) -> list[Schedule]:
+        query = ScheduleRow.select()
+        if id_glob and id_glob != "*":
+            if "*" in id_glob:
+                query = query.where(ScheduleRow.id.startswith(id_glob.split("*", 1)[0]))
+            else:
+                query = query.where(ScheduleRow.id == id_glob)
+        rows = query.order_by(ScheduleRow.created_on.desc()).limit(limit).dicts()
+        return [_schedule(r) for r in rows if _glob(id_glob, r["id"])]
+
+    def due_schedules(self, now: int, limit: int = 100) -> list[Schedule]:
+        query = (ScheduleRow.select().where(ScheduleRow.next_run_time <= now)
+                 .order_by(ScheduleRow.next_run_time).limit(limit))
+        return [_schedule(r) for r in query.dicts()]
+
+    def next_schedule_time(self) -> int | None:
+        row = ScheduleRow.select(pw.fn.MIN(ScheduleRow.next_run_time)).tuples().first()
+        return row[0] if row and row[0] is not None else None
+
+
+def _glob(pattern: str | None, text: str) -> bool:
+    if not pattern or pattern == "*":
+        return True
+    import fnmatch
+
+    return fnmatch.fnmatchcase(text, pattern.replace("[", "[[]"))
+
+
+def _promise(row: dict[str, Any]) -> Promise:
+    return Promise(
+        id=row["id"], state=row["state"],
+        param=Value(_loads(row["param_headers"]), row["param_data"]),
+        value=Value(_loads(row["value_headers"]), row["value_data"]),
+        timeout=row["timeout"], tags=_loads(row["tags"]), created_on=row["created_on"],
+        completed_on=row["completed_on"], idempotency_key_for_create=row["ikey_create"],
+        idempotency_key_for_complete=row["ikey_complete"],
+    )
+
+
+def _task(row: dict[str, Any]) -> Task:
+    return Task(
+        id=row["id"], counter=row["counter"], root_promise_id=row["root_id"], type=row["type"],
+        state=row["state"], recv=row["recv"], timeout=row["timeout"], created_on=row["created_on"],
+        leaf_promise_id=row["leaf_id"], process_id=row["process_id"], ttl=row["ttl"],
+        expires_at=row["expires_at"], attempt=row["attempt"], completed_on=row["completed_on"],
+    )
+
+
+def _task_row(t: Task) -> dict[str, Any]:
+    return dict(
+        id=t.id, counter=t.counter, root_id=t.root_promise_id, leaf_id=t.leaf_promise_id, type=t.type,
+        state=t.state, recv=t.recv, process_id=t.process_id, ttl=t.ttl, expires_at=t.expires_at,
+        timeout=t.timeout, attempt=t.attempt, created_on=t.created_on, completed_on=t.completed_on,
+    )
+
+
+def _callback(row: dict[str, Any]) -> Callback:
+    return Callback(id=row["id"], promise_id=row["promise_id"], root_promise_id=row["root_id"],
+                    recv=row["recv"], timeout=row["timeout"], created_on=row["created_on"], kind=row["kind"])
+
+
+def _schedule(row: dict[str, Any]) -> Schedule:
+    return Schedule(
+        id=row["id"], cron=row["cron"], promise_id=row["promise_id"], promise_timeout=row["promise_timeout"],
+        next_run_time=row["next_run_time"], created_on=row["created_on"], description=row["description"],
+        tags=_loads(row["tags"]), promise_param=Value.from_json(json.loads(row["promise_param"] or "null")),
+        promise_tags=_loads(row["promise_tags"]), idempotency_key=row["ikey"],
+        last_run_time=row["last_run_time"],
+    )
+
+
+def encode_cursor(cursor: tuple[int, str] | None) -> str | None:
+    if cursor is None:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(list(cursor)).encode()).decode()
+
+
+def decode_cursor(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    try:
+        on, id = json.loads(base64.urlsafe_b64decode(text.encode()))
+        return int(on), str(id)
+    except Exception:
+        raise errors.InvalidRequest(f"invalid cursor {text!r}") from None
+
+
+__all__ = ["Store", "SCHEMA_VERSION", "encode_cursor", "decode_cursor", "replace"]
