@@ -267,6 +267,10 @@ class Store:
                 out[row["id"]] = _promise(row)
         return out
 
+    def promises_of_root(self, root_id: str) -> dict[str, Promise]:
+        """Every promise of one call graph (tag ``resonate:root``), for a replay to read in one query."""
+        return {r["id"]: _promise(r) for r in PromiseRow.select().where(PromiseRow.root_id == root_id).dicts()}
+
     def children_of(self, parent_id: str) -> list[Promise]:
         query = PromiseRow.select().where(PromiseRow.parent_id == parent_id).order_by(PromiseRow.created_on)
         return [_promise(r) for r in query.dicts()]

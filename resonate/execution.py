@@ -1,0 +1,335 @@
+"""One claimed task, carried out: replay a root execution from the top until it completes or suspends.
+
+The call tree of generator functions runs as a set of frames on an explicit queue, never as Python
+recursion, so recursion depth is bounded by memory, not by the interpreter's stack. A call whose promise
+is already completed returns its stored outcome at once (replay); a local step runs here and is stored;
+a remote call, a bare promise or a sleep creates a promise and, when nothing else can run, the execution
+registers a callback on each promise it waits for and suspends (the task completes; nothing is kept in
+memory). Completing such a promise later creates a resume task, and the replay starts again from the top.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from resonate_daemon import errors as api
+from resonate_daemon.engine import Claimed
+from resonate_daemon.records import (
+    EMPTY,
+    REJECTED,
+    RESOLVED,
+    TAG_INVOKE,
+    TAG_PARENT,
+    TAG_ROOT,
+    TAG_SCOPE,
+    TAG_TIMEOUT,
+    Promise as Record,
+)
+
+from . import codec
+from .context import DETACHED, PROMISE, RPC, RUN, SLEEP, Call, Context, Info, Promise
+from .errors import EncodingError, NondeterminismError
+from .options import Options
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger("resonate")
+
+TAG_FUNC = "resonate:func"  # ours: the function a promise stands for, to detect nondeterministic replays
+Outcome = tuple[bool, Any]
+
+
+@dataclass(eq=False)
+class Frame:
+    id: str
+    gen: Generator[Any, Any, Any]
+    ctx: Context
+    timeout: int
+    durable: bool = True
+    input: Outcome = (True, None)
+    done: bool = False
+    result: Outcome | None = None
+
+
+@dataclass
+class Suspended:
+    waiting_on: list[str] = field(default_factory=list)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _address(target: str) -> str:
+    return target if target.startswith("poll://") else f"poll://any@{target}"
+
+
+class Execution:
+    def __init__(self, rt: Runtime, claimed: Claimed) -> None:
+        self.rt = rt
+        self.task = claimed.task
+        self.root = claimed.root
+        self.t = rt.transport
+        self.known: dict[str, Outcome] = {}
+        self.waiters: dict[str, list[Frame]] = {}
+        self.remote: set[str] = set()
+        self.runnable: deque[Frame] = deque()
+        # One query for everything this call graph recorded so far (local mode); a child id under this
+        # root's namespace that is not in it has never been created.
+        self.recorded = self.t.descendants(self.root.id) if self.t.local_steps else None
+        self.prefix = self.root.id + "."
+
+    # -- entry ------------------------------------------------------------------------------------
+    def run(self) -> Outcome | Suspended:
+        try:
+            name, args, kwargs, version = codec.decode_param(self.root.param)
+            func, version = self.rt.registry.get(name, version)
+        except Exception as exc:  # unknown function or a param we cannot read: reject, with the reason
+            return self.finish_root(False, exc)
+        info = Info(id=self.root.id, root_id=self.root.id, func=name, attempt=self.task.attempt,
+                    timeout=self.root.timeout, version=version, tags=dict(self.root.tags),
+                    idempotency_key=self.root.idempotency_key_for_create)
+        ctx = Context(info, self.rt.registry, self.rt.dependencies)
+        if not inspect.isgeneratorfunction(func):
+            ok, value = self.call_plain(func, ctx, tuple(args), kwargs, Options(), self.root.timeout)
+            return self.finish_root(ok, value)
+        try:
+            gen = func(ctx, *args, **kwargs)
+        except Exception as exc:
+            return self.finish_root(False, exc)
+        self.root_frame = Frame(self.root.id, gen, ctx, self.root.timeout)
+        self.runnable.append(self.root_frame)
+        return self.drive()
+
+    def drive(self) -> Outcome | Suspended:
+        while True:
+            while self.runnable:
+                self.step(self.runnable.popleft())
+            if self.root_frame.done:
+                assert self.root_frame.result is not None
+                return self.finish_root(*self.root_frame.result)
+            waiting = [pid for pid in self.waiters if pid in self.remote]
+            progressed = False
+            for pid in waiting:
+                reg = self.t.create_callback(pid, self.root.id, self.root.timeout, self.rt.recv)
+                if not reg.promise.pending:
+                    self.settle(pid, codec.outcome(reg.promise.state, reg.promise.value, pid))
+                    progressed = True
+            if progressed:
+                continue
+            self.rt.suspending(self.root.id)
+            try:
+                self.t.complete_task(self.task.id, self.task.counter)
+            except api.ResonateError as exc:  # fenced out or already done: someone else carries on
+                log.debug("complete task %s: %s", self.task.id, exc)
+            return Suspended(waiting)
+
+    # -- frames -----------------------------------------------------------------------------------
+    def step(self, frame: Frame) -> None:
+        ok, value = frame.input
+        frame.input = (True, None)
+        try:
+            cmd = frame.gen.send(value) if ok else frame.gen.throw(value)
+        except StopIteration as stop:
+            self.finish(frame, True, stop.value)
+            return
+        except Exception as exc:
+            self.finish(frame, False, exc)
+            return
+        if isinstance(cmd, Call):
+            try:
+                self.handle(frame, cmd)
+            except (NondeterminismError, EncodingError, api.InvalidRequest) as exc:
+                frame.input = (False, exc)
+                self.runnable.append(frame)
+        elif isinstance(cmd, Promise):
+            self.wait(frame, cmd.id)
+        else:
+            frame.input = (False, TypeError(
+                f"{frame.ctx.info.func} yielded {cmd!r}; a durable function yields ctx.run(...), ctx.rpc(...), "
+                "ctx.sleep(...), ctx.promise() or a promise from begin_run/begin_rpc"))
+            self.runnable.append(frame)
+
+    def handle(self, frame: Frame, call: Call[Any]) -> None:
+        id = call.id
+        timeout = min(_now_ms() + int(call.opts.timeout * 1000), frame.timeout)
+        if call.kind == RUN:
+            self.run_local(frame, call, timeout)
+            return
+        tags = dict(call.opts.tags)
+        param = EMPTY
+        if call.kind in (RPC, DETACHED):
+            param = codec.encode_param(call.name, call.args, call.kwargs, call.opts.version)
+            tags[TAG_INVOKE] = _address(call.opts.target)
+            tags[TAG_FUNC] = call.name
+            tags[TAG_SCOPE] = "global"
+            if call.kind == RPC:
+                tags[TAG_ROOT], tags[TAG_PARENT] = self.root.id, frame.id
+            else:
+                timeout = _now_ms() + int(call.opts.timeout * 1000)  # a new call graph: not bounded by ours
+        elif call.kind == SLEEP:
+            timeout = _now_ms() + int(call.secs * 1000)
+            tags.update({TAG_TIMEOUT: "true", TAG_ROOT: self.root.id, TAG_PARENT: frame.id, TAG_FUNC: "sleep"})
+        elif call.kind == PROMISE:
+            param = codec.encode(call.data)
+            tags.update({TAG_ROOT: self.root.id, TAG_PARENT: frame.id})
+        created = self.t.create_promise(id, timeout, param, tags, call.opts.ikey(id))
+        self.check_replay(created.promise, call)
+        if created.promise.pending:
+            self.remote.add(id)
+        else:
+            self.known[id] = codec.outcome(created.promise.state, created.promise.value, id)
+        self.deliver(frame, call)
+
+    def run_local(self, frame: Frame, call: Call[Any], timeout: int) -> None:
+        id = call.id
+        func = call.func
+        assert callable(func)
+        is_gen = inspect.isgeneratorfunction(func)
+        if not call.opts.durable:
+            if is_gen:
+                self.start_frame(id, func, call, frame, timeout, durable=False)
+            else:
+                self.known[id] = self.call_plain(func, self.child_ctx(id, call, frame, timeout), call.args,
+                                                 call.kwargs, call.opts, timeout)
+            self.deliver(frame, call)
+            return
+        tags = {TAG_ROOT: self.root.id, TAG_PARENT: frame.id, TAG_SCOPE: "local", TAG_FUNC: call.name,
+                **call.opts.tags}
+        if self.t.local_steps:
+            stored = self.lookup(id)
+        else:
+            stored = self.t.create_promise(id, timeout, EMPTY, tags, call.opts.ikey(id)).promise
+        if stored is not None:
+            self.check_replay(stored, call)
+            if not stored.pending:
+                self.known[id] = codec.outcome(stored.state, stored.value, id)
+                self.deliver(frame, call)
+                return
+        if is_gen:
+            if stored is None:
+                self.t.create_promise(id, timeout, EMPTY, tags, call.opts.ikey(id))
+            self.start_frame(id, func, call, frame, timeout, durable=True)
+            self.deliver(frame, call)
+            return
+        ok, value = self.call_plain(func, self.child_ctx(id, call, frame, timeout), call.args, call.kwargs,
+                                    call.opts, timeout)
+        state, encoded, ok, value = self.encode_outcome(ok, value)
+        if stored is None and self.t.local_steps:
+            saved = self.t.create_and_complete(id, timeout, EMPTY, tags, encoded, state)
+        else:
+            saved = self.complete(id, state, encoded)
+        self.known[id] = (ok, value) if saved.state == state else codec.outcome(saved.state, saved.value, id)
+        self.deliver(frame, call)
+
+    def start_frame(self, id: str, func: Callable[..., Any], call: Call[Any], parent: Frame, timeout: int,
+                    durable: bool) -> None:
+        ctx = self.child_ctx(id, call, parent, timeout)
+        try:
+            gen = func(ctx, *call.args, **call.kwargs)
+        except Exception as exc:
+            child = Frame(id, iter(()), ctx, timeout, durable)  # type: ignore[arg-type]
+            self.finish(child, False, exc)
+            return
+        self.runnable.append(Frame(id, gen, ctx, timeout, durable))
+
+    def child_ctx(self, id: str, call: Call[Any], parent: Frame, timeout: int) -> Context:
+        info = Info(id=id, root_id=self.root.id, func=call.name, attempt=1, timeout=timeout,
+                    version=call.opts.version, tags=dict(call.opts.tags), idempotency_key=call.opts.ikey(id))
+        return Context(info, self.rt.registry, self.rt.dependencies)
+
+    def lookup(self, id: str) -> Record | None:
+        if self.recorded is not None:
+            found = self.recorded.get(id)
+            if found is not None or id.startswith(self.prefix):
+                return found
+        return self.t.find_promise(id)
+
+    def check_replay(self, stored: Record, call: Call[Any]) -> None:
+        recorded = stored.tags.get(TAG_FUNC)
+        expected = "sleep" if call.kind == SLEEP else call.name
+        if call.kind != PROMISE and recorded is not None and recorded != expected:
+            raise NondeterminismError(stored.id, recorded, expected)
+
+    def deliver(self, frame: Frame, call: Call[Any]) -> None:
+        if call.wait:
+            self.wait(frame, call.id)
+        else:
+            frame.input = (True, Promise(call.id))
+            self.runnable.append(frame)
+
+    def wait(self, frame: Frame, id: str) -> None:
+        if id in self.known:
+            frame.input = self.known[id]
+            self.runnable.append(frame)
+        else:
+            self.waiters.setdefault(id, []).append(frame)
+
+    def settle(self, id: str, outcome: Outcome) -> None:
+        self.known[id] = outcome
+        self.remote.discard(id)
+        for frame in self.waiters.pop(id, ()):
+            frame.input = outcome
+            self.runnable.append(frame)
+
+    def finish(self, frame: Frame, ok: bool, value: Any) -> None:
+        frame.done = True
+        if frame is getattr(self, "root_frame", None):
+            frame.result = (ok, value)
+            return
+        if frame.durable:
+            state, encoded, ok, value = self.encode_outcome(ok, value)
+            saved = self.complete(frame.id, state, encoded)
+            if saved.state != state:
+                ok, value = codec.outcome(saved.state, saved.value, frame.id)
+        self.settle(frame.id, (ok, value))
+
+    # -- completion -------------------------------------------------------------------------------
+    def encode_outcome(self, ok: bool, value: Any) -> tuple[str, Any, bool, Any]:
+        if ok:
+            try:
+                return RESOLVED, codec.encode(value), ok, value
+            except EncodingError as exc:
+                ok, value = False, exc
+        return REJECTED, codec.encode_error(value), ok, value
+
+    def complete(self, id: str, state: str, value: Any) -> Record:
+        try:
+            return self.t.complete_promise(id, state, value, id)[1]
+        except api.ResonateError:
+            # Completed by someone else meanwhile (canceled, timed out): the stored outcome wins.
+            return self.t.get_promise(id)
+
+    def finish_root(self, ok: bool, value: Any) -> Outcome:
+        state, encoded, ok, value = self.encode_outcome(ok, value)
+        saved = self.complete(self.root.id, state, encoded)
+        if saved.state != state or saved.idempotency_key_for_complete != self.root.id:
+            ok, value = codec.outcome(saved.state, saved.value, self.root.id)
+        self.rt.settle_handles(self.root.id, (ok, value))
+        return ok, value
+
+    def call_plain(self, func: Callable[..., Any], ctx: Context, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   opts: Options, timeout: int) -> Outcome:
+        """Call a plain function, retrying per its policy within its timeout."""
+        policy = opts.policy_for(func)
+        attempt = 0
+        while True:
+            try:
+                return True, func(ctx, *args, **kwargs)
+            except Exception as exc:
+                if opts.non_retryable_exceptions and isinstance(exc, opts.non_retryable_exceptions):
+                    return False, exc
+                attempt += 1
+                delay = policy.next(attempt)
+                if delay is None or _now_ms() + delay * 1000 >= timeout:
+                    return False, exc
+                log.info("%s failed (%s: %s); retry %d in %.1fs", ctx.id, type(exc).__name__, exc, attempt, delay)
+                if self.rt.stopping.wait(delay):
+                    return False, exc

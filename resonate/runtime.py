@@ -1,0 +1,160 @@
+"""The worker side of a Resonate instance: takes tasks, runs executions, heartbeats, settles handles."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from typing import Any
+
+from resonate_daemon import errors as api
+from resonate_daemon.engine import Claimed
+from resonate_daemon.records import Message, Promise, Task
+
+from . import codec
+from .execution import Execution
+from .registry import Registry
+from .transport import Transport
+
+log = logging.getLogger("resonate")
+
+# A subscription never times out on its own: it lives as long as the promise (the official SDK's value).
+SUBSCRIPTION_TIMEOUT = 253402329599000
+
+
+class Runtime:
+    def __init__(self, transport: Transport, registry: Registry, dependencies: dict[str, Any], group: str,
+                 pid: str, ttl_s: float, workers: int | None) -> None:
+        self.transport = transport
+        self.registry = registry
+        self.dependencies = dependencies
+        self.group = group
+        self.pid = pid
+        self.ttl_ms = int(ttl_s * 1000)
+        self.recv = f"poll://any@{group}/{pid}"
+        self.unicast = f"poll://uni@{group}/{pid}"
+        self.workers = workers or 4
+        self.stopping = threading.Event()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._futures: dict[str, concurrent.futures.Future[Any]] = {}
+        self._held: dict[str, Task] = {}
+        self._heartbeat: threading.Thread | None = None
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self.stopping.clear()
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="resonate-worker")
+        self._heartbeat = threading.Thread(target=self._beat, name="resonate-heartbeat", daemon=True)
+        self._heartbeat.start()
+        self.transport.connect(self.group, self.pid, self.on_message)
+
+    def stop(self) -> None:
+        """Stop heartbeats first, so the store can hand our unfinished work to another process."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+        self.stopping.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.transport.close()
+
+    def _beat(self) -> None:
+        interval = max(self.ttl_ms / 2000.0, 0.05)
+        while not self.stopping.wait(interval):
+            if not self._held:
+                continue
+            try:
+                self.transport.heartbeat(self.pid)
+            except Exception as exc:  # a daemon restart or a blip; the next beat tries again
+                log.warning("heartbeat failed: %s", exc)
+
+    # -- messages ---------------------------------------------------------------------------------
+    def on_message(self, message: Message) -> None:
+        if message.type == "notify":
+            if message.promise is not None:
+                self.settle_promise(message.promise)
+            return
+        if message.task is not None and self._pool is not None and not self.stopping.is_set():
+            try:
+                self._pool.submit(self._take, message.task)
+            except RuntimeError:  # pool shut down while stopping
+                pass
+
+    def _take(self, task: Task) -> None:
+        try:
+            claimed = self.transport.claim_task(task.id, task.counter, self.pid, self.ttl_ms)
+        except api.ResonateError as exc:
+            log.debug("claim %s@%d: %s", task.id, task.counter, exc)  # someone else has it, or it is done
+            return
+        self.execute(claimed)
+
+    def submit(self, claimed: Claimed) -> None:
+        assert self._pool is not None
+        self._pool.submit(self.execute, claimed)
+
+    def execute(self, claimed: Claimed) -> None:
+        task = claimed.task
+        self._held[task.id] = task
+        try:
+            Execution(self, claimed).run()
+        except Exception as exc:  # the store failed under us: drop the task so it is retried
+            log.exception("execution of %s failed: %s", task.root_promise_id, exc)
+            try:
+                self.transport.drop_task(task.id, task.counter)
+            except Exception:
+                pass
+        finally:
+            self._held.pop(task.id, None)
+
+    # -- handles ----------------------------------------------------------------------------------
+    def future(self, id: str) -> tuple[concurrent.futures.Future[Any], bool]:
+        """The shared future for a promise id, and whether it was just made."""
+        with self._lock:
+            fut = self._futures.get(id)
+            if fut is not None:
+                return fut, False
+            fut = concurrent.futures.Future()
+            self._futures[id] = fut
+            return fut, True
+
+    def settle_handles(self, id: str, outcome: tuple[bool, Any]) -> None:
+        with self._lock:
+            fut = self._futures.pop(id, None)
+        if fut is not None and not fut.done():
+            ok, value = outcome
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def settle_promise(self, promise: Promise) -> None:
+        if promise.pending:
+            return
+        if promise.id in self._futures:
+            self.settle_handles(promise.id, codec.outcome(promise.state, promise.value, promise.id))
+
+    def watch(self, promise: Promise) -> None:
+        """Make sure a waiting handle hears of ``promise``'s completion, wherever it happens."""
+        if not promise.pending:
+            self.settle_promise(promise)
+            return
+        reg = self.transport.create_subscription(promise.id, self.pid, SUBSCRIPTION_TIMEOUT, self.unicast)
+        if not reg.promise.pending:
+            self.settle_promise(reg.promise)
+
+    def suspending(self, root_id: str) -> None:
+        """An execution suspends: if a handle here waits on it, another process may finish it."""
+        if root_id in self._futures:
+            try:
+                self.watch(self.transport.get_promise(root_id))
+            except api.ResonateError as exc:
+                log.warning("cannot subscribe to %s: %s", root_id, exc)
