@@ -1,0 +1,46 @@
+"""``python -m resonate_daemon``: run the daemon without the CLI (tests, supervisors, containers).
+
+The real command line is ``resonate serve``; both build a ServeConfig and call ``serve``. Exit codes:
+0 clean shutdown, 2 bad arguments, 3 cannot start (live daemon on the socket, database in use, busy port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import errors
+from .config import ServeConfig
+from .server import EXIT_STARTUP_FAILURE, serve
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m resonate_daemon", description="Run the resonate daemon.")
+    p.add_argument("--socket", help="Unix socket path (default: under the user runtime dir)")
+    p.add_argument("--db", help="SQLite database file (default: under the user data dir)")
+    p.add_argument("--http", metavar="HOST:PORT", help="also listen on TCP (token required)")
+    p.add_argument("--poll-port", type=int, metavar="PORT", help="legacy push stream port: GET /{group}/{pid}")
+    p.add_argument("--token", help="token for TCP clients (default: generated into DB.token)")
+    p.add_argument("--durability", choices=["full", "normal"], help="SQLite synchronous mode")
+    p.add_argument("--max-body", type=int, metavar="BYTES", help="request body limit (default 10 MiB)")
+    p.add_argument("--ping-interval", type=float, metavar="SECONDS", help="push stream keep-alive period")
+    p.add_argument("--log-level", help="debug, info, warning (default), error")
+    args = p.parse_args(argv)
+    try:
+        config = ServeConfig.resolve(socket=args.socket, db=args.db, http=args.http, poll_port=args.poll_port,
+                                     token=args.token, durability=args.durability, max_body=args.max_body,
+                                     ping_interval_s=args.ping_interval, log_level=args.log_level)
+    except errors.InvalidRequest as exc:
+        print(f"resonate daemon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return serve(config)
+    except errors.ResonateError as exc:  # StartupError, StoreLocked
+        print(f"resonate daemon: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

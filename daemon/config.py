@@ -1,0 +1,126 @@
+"""The daemon's configuration, resolved once: flags > ``RESONATE_*`` environment > defaults.
+
+``ServeConfig.resolve(...)`` is the only place that reads ``os.environ`` for the daemon and the only
+place that asks platformdirs for paths, so the CLI, the tests and ``python -m resonate_daemon`` all
+agree on where the socket and the database live. The result is frozen and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import platformdirs
+
+from . import errors
+
+APP_NAME = "resonate"
+SOCKET_NAME = "resonate.sock"
+DB_NAME = "resonate.db"
+DEFAULT_MAX_BODY = 10 * 1024 * 1024  # 10 MiB: far above any sane promise param, far below memory trouble
+DEFAULT_PING_S = 15.0  # an idle push stream gets a comment this often, so half-open peers are noticed
+DURABILITIES = ("full", "normal")
+# AF_UNIX paths stop at 108 bytes including the NUL (Linux); macOS allows 104.
+MAX_SOCKET_PATH = 103
+
+
+def default_socket_path() -> str:
+    """Under the user runtime dir (tmpfs, per user, cleaned at logout); /tmp if that path is too long."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp/runtime-UID: fine here.
+        warnings.simplefilter("ignore")
+        base = platformdirs.user_runtime_dir(APP_NAME)
+    path = os.path.join(base, SOCKET_NAME)
+    if len(path.encode()) > MAX_SOCKET_PATH:
+        path = os.path.join("/tmp", f"resonate-{os.getuid()}", SOCKET_NAME)
+    return path
+
+
+def default_db_path() -> str:
+    return os.path.join(platformdirs.user_data_dir(APP_NAME), DB_NAME)
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (all interfaces) or ``[::1]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise errors.InvalidRequest(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Everything ``serve()`` needs. Build it with ``resolve`` unless you want no environment at all.
+
+    Example::
+
+        config = ServeConfig.resolve(socket="/tmp/r/d.sock", db="/tmp/r/r.db", http="127.0.0.1:8001")
+        serve(config)
+    """
+
+    socket: str
+    db: str
+    durability: str = "full"
+    http: tuple[str, int] | None = None
+    poll_port: int | None = None
+    token: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    ping_interval_s: float = DEFAULT_PING_S
+    log_level: str = "warning"
+
+    @property
+    def token_path(self) -> str:
+        """Where a generated token is kept (0600, beside the database) for remote workers to read."""
+        return f"{self.db}.token"
+
+    @property
+    def needs_token(self) -> bool:
+        return self.http is not None or self.poll_port is not None
+
+    @classmethod
+    def resolve(cls, *, socket: str | None = None, db: str | None = None, durability: str | None = None,
+                http: str | None = None, poll_port: int | str | None = None, token: str | None = None,
+                max_body: int | str | None = None, ping_interval_s: float | str | None = None,
+                log_level: str | None = None, env: Mapping[str, str] | None = None) -> ServeConfig:
+        """Each argument left None falls back to ``RESONATE_<NAME>`` in ``env`` (default os.environ)."""
+        env = os.environ if env is None else env
+
+        def pick(value: object, name: str) -> object:
+            if value is not None:
+                return value
+            text = env.get(f"RESONATE_{name}")
+            return text if text not in (None, "") else None
+
+        socket_path = str(pick(socket, "SOCKET") or default_socket_path())
+        if len(os.path.abspath(socket_path).encode()) > MAX_SOCKET_PATH:
+            raise errors.InvalidRequest(
+                f"socket path {socket_path!r} is longer than {MAX_SOCKET_PATH} bytes (the AF_UNIX limit)")
+        dur = str(pick(durability, "DURABILITY") or "full")
+        if dur not in DURABILITIES:
+            raise errors.InvalidRequest(f"durability must be one of {', '.join(DURABILITIES)}, not {dur!r}")
+        http_text = pick(http, "HTTP")
+        port = pick(poll_port, "POLL_PORT")
+        return cls(
+            socket=os.path.abspath(socket_path),
+            db=os.path.abspath(str(pick(db, "DB") or default_db_path())),
+            durability=dur,
+            http=parse_hostport(str(http_text)) if http_text else None,
+            poll_port=_int(port, "poll port", 0, 65535) if port is not None else None,
+            token=str(pick(token, "TOKEN")) if pick(token, "TOKEN") else None,
+            max_body=_int(pick(max_body, "MAX_BODY") or DEFAULT_MAX_BODY, "max body", 1, 2**31),
+            ping_interval_s=float(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S),
+            log_level=str(pick(log_level, "LOG_LEVEL") or "warning"),
+        )
+
+
+def _int(value: object, what: str, lo: int, hi: int) -> int:
+    try:
+        n = int(str(value))
+    except ValueError:
+        raise errors.InvalidRequest(f"{what} must be an integer, not {value!r}") from None
+    if not lo <= n <= hi:
+        raise errors.InvalidRequest(f"{what} must be from {lo} to {hi}, not {n}")
+    return n

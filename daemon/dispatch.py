@@ -1,0 +1,248 @@
+"""Push streams and message routing: who gets each invoke, resume and notify message.
+
+The engine hands committed messages to ``Dispatcher.sink`` from whichever thread ran the write (a
+request thread or the scheduler). Routing happens there under a plain lock; the message is then put
+on the chosen connection's asyncio queue with ``call_soon_threadsafe``, and the connection's own
+stream coroutine writes it as a server-sent event. A task counts as sent (``engine.mark_sent``) only
+after its bytes went to the socket, so a task routed to a connection that closed first is routed again.
+
+Addresses (PROTOCOL.md "Push messages"): ``poll://any@G/P`` goes to P if P is connected to G, else to
+any live connection of G (round robin); ``poll://uni@G/P`` only to P; ``poll://any@G`` to any live
+connection of G. With nobody to take it, a task stays INIT and goes out when a fitting worker connects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from .records import Address, Message, parse_address
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger("resonate.dispatch")
+
+# A task (id, counter) goes to one connection at most once. The connection is a live TCP or Unix
+# stream, so the first copy arrived; a second copy would make an official 0.6.x worker claim twice and
+# die on 40306 (docs/official-sdk-wire.md 8.1). Resends go to other connections. Bounded memory.
+DEDUPE_MAX = 4096
+
+
+class Connection:
+    """One live push stream: a worker process ``pid`` of ``group``."""
+
+    def __init__(self, group: str, pid: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.group = group
+        self.pid = pid
+        self.loop = loop
+        self.queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self.closed = False
+        self._sent: dict[tuple[str, int], None] = {}  # insertion-ordered set
+
+    def push(self, msg: Message | None) -> None:
+        """Queue ``msg`` for this stream; safe from any thread. None ends the stream."""
+        try:
+            self.loop.call_soon_threadsafe(self._put, msg)
+        except RuntimeError:  # the loop is closed: the daemon is exiting
+            pass
+
+    def _put(self, msg: Message | None) -> None:
+        if not self.closed:
+            self.queue.put_nowait(msg)
+
+    def first_send(self, task_id: str, counter: int) -> bool:
+        """False if this task, at this counter, was already written to this connection."""
+        key = (task_id, counter)
+        if key in self._sent:
+            return False
+        if len(self._sent) >= DEDUPE_MAX:
+            self._sent.pop(next(iter(self._sent)))  # forget the oldest
+        self._sent[key] = None
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.group}/{self.pid}>"
+
+
+class Dispatcher:
+    """The registry of live push streams and the router from addresses to streams."""
+
+    def __init__(self, ping_interval_s: float = 15.0) -> None:
+        self.ping_interval_s = ping_interval_s
+        self.engine: Engine | None = None
+        self.shutting_down = False
+        self._lock = threading.Lock()
+        self._groups: dict[str, list[Connection]] = {}
+        self._next: dict[str, int] = {}
+
+    def attach(self, engine: Engine) -> None:
+        """The engine is built with ``sink=dispatcher.sink``, so it is attached afterwards."""
+        self.engine = engine
+
+    # -- routing (any thread) ---------------------------------------------------------------------
+    def sink(self, messages: list[Message]) -> None:
+        for msg in messages:
+            self.route(msg)
+
+    def route(self, msg: Message) -> Connection | None:
+        try:
+            addr = parse_address(msg.recv)
+        except ValueError:
+            log.warning("dropping a %s message with an invalid address %r", msg.type, msg.recv)
+            return None
+        with self._lock:
+            target = self._pick(addr)
+        if target is not None:
+            target.push(msg)
+        return target
+
+    def _pick(self, addr: Address) -> Connection | None:
+        conns = self._groups.get(addr.group)
+        if not conns:
+            return None
+        if addr.pid is not None:
+            exact = [c for c in conns if c.pid == addr.pid]
+            if exact:
+                return exact[-1]  # the newest stream of that process (an old one may be half-open)
+            if addr.mode == "uni":
+                return None
+        i = self._next.get(addr.group, 0) % len(conns)
+        self._next[addr.group] = i + 1
+        return conns[i]
+
+    def wants(self, conn: Connection, msg: Message) -> bool:
+        """Would ``msg`` go to ``conn`` if it were routed now (ignoring round-robin order)?"""
+        try:
+            addr = parse_address(msg.recv)
+        except ValueError:
+            return False
+        if addr.group != conn.group:
+            return False
+        if addr.pid is None or addr.pid == conn.pid:
+            return True
+        if addr.mode == "uni":
+            return False
+        with self._lock:
+            return not any(c.pid == addr.pid for c in self._groups.get(addr.group, ()))
+
+    # -- registry ---------------------------------------------------------------------------------
+    def connect(self, group: str, pid: str) -> Connection:
+        conn = Connection(group, pid, asyncio.get_running_loop())
+        with self._lock:
+            self._groups.setdefault(group, []).append(conn)
+        log.info("worker %s/%s connected", group, pid)
+        return conn
+
+    def disconnect(self, conn: Connection) -> tuple[list[Message], bool]:
+        """Unregister; return the messages it never wrote, and whether it was its process's last stream."""
+        conn.closed = True
+        with self._lock:
+            conns = self._groups.get(conn.group, [])
+            if conn in conns:
+                conns.remove(conn)
+            if not conns:
+                self._groups.pop(conn.group, None)
+                self._next.pop(conn.group, None)
+            last = not any(c.pid == conn.pid for cs in self._groups.values() for c in cs)
+        leftovers: list[Message] = []
+        while not conn.queue.empty():
+            msg = conn.queue.get_nowait()
+            if msg is not None:
+                leftovers.append(msg)
+        log.info("worker %s/%s disconnected", conn.group, conn.pid)
+        return leftovers, last
+
+    def workers(self) -> dict[str, list[str]]:
+        """Connected process ids by group (for /v1/status)."""
+        with self._lock:
+            return {g: sorted({c.pid for c in cs}) for g, cs in sorted(self._groups.items())}
+
+    def close_all(self) -> None:
+        """End every stream (daemon shutdown). Leases are kept: workers may finish on the next daemon."""
+        self.shutting_down = True
+        with self._lock:
+            conns = [c for cs in self._groups.values() for c in cs]
+        for conn in conns:
+            conn.push(None)
+
+
+class PushStream:
+    """The ASGI response of ``GET /poll/{group}/{pid}``: server-sent events until either side closes."""
+
+    def __init__(self, dispatcher: Dispatcher, group: str, pid: str, *, release_on_close: bool = True) -> None:
+        self.dispatcher = dispatcher
+        self.group = group
+        self.pid = pid
+        # Our SDK's streams (/poll/G/P) give their tasks back at once when they close. Legacy streams
+        # (the --poll-port form) do not: an official 0.6.x worker keeps running and heartbeating its
+        # tasks across a reconnect and dies if fenced out, so for it the lease is the signal.
+        self.release_on_close = release_on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        dispatcher = self.dispatcher
+        engine = dispatcher.engine
+        assert engine is not None
+        conn = dispatcher.connect(self.group, self.pid)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no")]})
+            # A comment first: clients see the stream is up before any message exists.
+            await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+            backlog = await run_in_threadpool(engine.dispatchable)
+            for msg in backlog:
+                if dispatcher.wants(conn, msg):
+                    conn.queue.put_nowait(msg)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_disconnect, receive, tg.cancel_scope)
+                await self._pump(conn, send, engine)
+                tg.cancel_scope.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the peer went away mid-write
+            pass
+        finally:
+            leftovers, last = dispatcher.disconnect(conn)
+            with anyio.CancelScope(shield=True):
+                if last and self.release_on_close and not dispatcher.shutting_down:
+                    try:
+                        await run_in_threadpool(engine.release_process, self.pid)
+                    except Exception:
+                        log.exception("releasing the tasks of %s failed", self.pid)
+                for msg in leftovers:
+                    dispatcher.route(msg)
+
+    async def _pump(self, conn: Connection, send: Any, engine: Engine) -> None:
+        while True:
+            try:
+                with anyio.fail_after(self.dispatcher.ping_interval_s):
+                    msg = await conn.queue.get()
+            except TimeoutError:
+                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                continue
+            if msg is None:
+                return
+            task = msg.task
+            if task is not None and not conn.first_send(task.id, task.counter):
+                continue
+            line = "data: " + json.dumps(msg.to_json(), separators=(",", ":")) + "\n\n"
+            await send({"type": "http.response.body", "body": line.encode(), "more_body": True})
+            if task is not None:
+                try:
+                    await run_in_threadpool(engine.mark_sent, task.id, task.counter, conn.pid)
+                except Exception:  # the task stays INIT and is sent again; the stream lives on
+                    log.exception("marking task %s sent failed", task.id)
+
+
+async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return

@@ -1,0 +1,236 @@
+"""``serve(config)``: the daemon process. uvicorn on a Unix socket, optional TCP listeners, lifecycle.
+
+Order of start-up, each step a reason:
+1. a leftover socket file is probed: a live daemon answers and we stop (never remove a live socket);
+   a dead one is removed;
+2. the store is opened (it flocks the database, so a second daemon on the same file fails clearly);
+3. the socket is bound by us under umask 077 and chmod 0600 before listen, so no other user can ever
+   connect, then handed to uvicorn; TCP listeners are bound the same way;
+4. one uvicorn ``Server`` per listener share one event loop, engine and dispatcher. We install the
+   signal handlers ourselves: uvicorn's would re-raise SIGTERM after shutdown (exit code -15).
+SIGINT/SIGTERM end the push streams, drain requests, and exit 0; a second SIGINT forces. The socket
+file is removed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import stat
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from . import errors
+from .api import AppState, create_app
+from .config import ServeConfig, default_socket_path
+from .dispatch import Dispatcher
+from .engine import Engine
+from .scheduler import Scheduler
+from .store import Store
+
+log = logging.getLogger("resonate.server")
+
+EXIT_OK = 0
+EXIT_STARTUP_FAILURE = 3  # another daemon holds the socket or the database, or a bind failed
+
+
+class StartupError(errors.ResonateError):
+    """The daemon cannot start: a live daemon on the socket, a locked database, a busy port."""
+
+    code = 50300
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal capture (we handle signals once for all listeners)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def prepare_socket_path(path: str) -> None:
+    """Create the socket's directory (0700) if needed; remove a stale socket, refuse a live one."""
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    elif path == default_socket_path():
+        os.chmod(directory, 0o700)  # our own default directory: make sure it is private
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise StartupError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # nobody listens: a daemon that died without cleaning up
+        return
+    except OSError as exc:
+        raise StartupError(f"cannot probe the existing socket {path}: {exc}") from None
+    finally:
+        probe.close()
+    raise StartupError(f"another resonate daemon is listening on {path}; stop it first "
+                       "(or use --socket to run a second one elsewhere)")
+
+
+def bind_unix(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the socket is born 0600: no window in which others could connect
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def load_token(config: ServeConfig) -> str:
+    """The configured token, else the one kept beside the database, else a new one written there (0600)."""
+    if config.token:
+        return config.token
+    path = config.token_path
+    with contextlib.suppress(FileNotFoundError):
+        with open(path) as f:
+            text = f.read().strip()
+        if text:
+            return text
+    token = secrets.token_urlsafe(32)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def _uvicorn(app: Any, config: ServeConfig) -> _Server:
+    cfg = uvicorn.Config(app, log_level=config.log_level, access_log=False, lifespan="off",
+                         timeout_graceful_shutdown=5, server_header=False, proxy_headers=False,
+                         ws="none", timeout_keep_alive=75)
+    return _Server(cfg)
+
+
+def serve(config: ServeConfig, *, ready: Any = None) -> int:
+    """Run the daemon in the foreground until SIGINT/SIGTERM; returns the exit code.
+
+    ``ready`` (optional) is called with no arguments once every listener accepts connections.
+    Raises ``StartupError`` or ``errors.StoreLocked`` when it cannot start.
+
+    Example::
+
+        from resonate_daemon.config import ServeConfig
+        from resonate_daemon.server import serve
+        raise SystemExit(serve(ServeConfig.resolve(socket="/tmp/r/d.sock", db="/tmp/r/r.db")))
+    """
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    prepare_socket_path(config.socket)
+    store = Store.open(config.db, config.durability)
+    sockets: list[socket.socket] = []
+    unix_bound = False
+    try:
+        token = load_token(config) if config.needs_token else None
+        dispatcher = Dispatcher(config.ping_interval_s)
+        engine = Engine(store, sink=dispatcher.sink)
+        dispatcher.attach(engine)
+        state = AppState(engine, dispatcher, config)
+
+        listeners: list[tuple[Any, socket.socket]] = []
+        unix = bind_unix(config.socket)
+        unix_bound = True
+        sockets.append(unix)
+        listeners.append((create_app(state), unix))
+        if config.http is not None:
+            tcp = bind_tcp(*config.http)
+            sockets.append(tcp)
+            listeners.append((create_app(state, token=token), tcp))
+        if config.poll_port is not None:
+            host = config.http[0] if config.http is not None else "127.0.0.1"
+            poll = bind_tcp(host, config.poll_port)
+            sockets.append(poll)
+            listeners.append((create_app(state, token=token, legacy_poll_only=True), poll))
+
+        scheduler = Scheduler(engine)
+        scheduler.start()
+        try:
+            asyncio.run(_run(config, listeners, dispatcher, ready))
+        finally:
+            scheduler.stop()
+        return EXIT_OK
+    finally:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        if unix_bound:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(config.socket)
+        store.close()
+
+
+async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], dispatcher: Dispatcher,
+               ready: Any) -> None:
+    servers = [_uvicorn(app, config) for app, _ in listeners]
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        if any(s.should_exit for s in servers) and sig == signal.SIGINT:
+            for s in servers:
+                s.force_exit = True  # a second Ctrl+C: stop waiting for connections
+            return
+        for s in servers:
+            s.should_exit = True
+        dispatcher.close_all()  # push streams never end on their own; end them so the drain finishes
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, (_, sock) in zip(servers, listeners)]
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            where = [f"unix:{config.socket}"]
+            if config.http:
+                where.append(f"http://{config.http[0]}:{config.http[1]}")
+            if config.poll_port is not None:
+                where.append(f"poll port {config.poll_port}")
+            print(f"resonate daemon listening on {', '.join(where)} (db {config.db})", file=sys.stderr, flush=True)
+            if ready is not None:
+                ready()
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        on_signal(signal.SIGTERM)  # one listener ended (a signal, or it failed): stop them all
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
