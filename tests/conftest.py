@@ -1,0 +1,67 @@
+"""Shared fixtures: one short temp directory and one SQLite file per test, a manual clock, an engine.
+
+Directories come from ``tempfile.mkdtemp(dir="/tmp")`` (STYLE.md 14): pytest's own tmp_path is long
+enough to break AF_UNIX socket paths, and every test gets its own database file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from resonate_daemon.clock import ManualClock
+from resonate_daemon.engine import Engine
+from resonate_daemon.records import Message
+from resonate_daemon.store import Store
+
+
+@pytest.fixture
+def short_dir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def db_path(short_dir: str) -> str:
+    return os.path.join(short_dir, "r.db")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+class Sink:
+    """Collects what the engine pushes after each commit (the in-process stand-in for a worker stream)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, messages: list[Message]) -> None:
+        self.messages.extend(messages)
+
+    def take(self) -> list[Message]:
+        out, self.messages = self.messages, []
+        return out
+
+
+@pytest.fixture
+def sink() -> Sink:
+    return Sink()
+
+
+@pytest.fixture
+def engine(db_path: str, clock: ManualClock, sink: Sink) -> Iterator[Engine]:
+    """An engine on a real SQLite file, with a manual clock and a collecting sink."""
+    store = Store.open(db_path)
+    try:
+        yield Engine(store, clock, sink=sink)
+    finally:
+        store.close()
