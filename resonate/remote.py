@@ -1,0 +1,248 @@
+"""The daemon over HTTP: ``RemoteTransport`` speaks PROTOCOL.md through httpx (Unix socket or TCP).
+
+Requests are retried on connection errors and 5xx answers for ``retry_for`` seconds (a worker rides out
+a daemon restart); 4xx answers raise the matching ``resonate_daemon.errors`` class at once. The push
+stream (server-sent events) runs in its own thread and reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from typing import Any
+
+import httpx
+
+from resonate_daemon import errors as api
+from resonate_daemon.config import default_socket_path
+from resonate_daemon.engine import Claimed, Created, Registered
+from resonate_daemon.records import (
+    CLAIMED,
+    EMPTY,
+    Callback,
+    Message,
+    Promise,
+    Task,
+    Value,
+)
+
+from .errors import Unreachable
+from .transport import OnMessage
+
+log = logging.getLogger("resonate")
+
+STATE_QUERY = {("PENDING",): "pending", ("RESOLVED",): "resolved",
+               ("REJECTED", "REJECTED_CANCELED", "REJECTED_TIMEDOUT"): "rejected"}
+
+
+def _path(id: str) -> str:
+    return urllib.parse.quote(id, safe="")
+
+
+class RemoteTransport:
+    local_steps = False
+
+    def __init__(self, *, socket: str | None = None, url: str | None = None, token: str | None = None,
+                 retry_for: float = 30.0, timeout: float = 10.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if url:
+            self.where = url.rstrip("/")
+            self._make = lambda t: httpx.Client(base_url=self.where, headers=headers, timeout=t)
+        else:
+            self.where = socket or default_socket_path()
+            path = self.where
+            self._make = lambda t: httpx.Client(transport=httpx.HTTPTransport(uds=path),
+                                                base_url="http://resonate", headers=headers, timeout=t)
+        self.http = self._make(timeout)
+        self.retry_for = retry_for
+        self._closing = threading.Event()
+        self._stream: threading.Thread | None = None
+        self._stream_client: httpx.Client | None = None
+        self.connected = threading.Event()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, body: Any = None, params: Any = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                r = self.http.request(method, path, json=body, params=params, headers=headers)
+            except httpx.TransportError as exc:
+                if self._closing.is_set() or time.monotonic() + delay > deadline:
+                    raise Unreachable(f"no resonate daemon answers at {self.where}: {exc}") from None
+            else:
+                if r.status_code < 500:
+                    data = r.json() if r.content else None
+                    if r.status_code >= 400:
+                        raise api.from_json(data, r.status_code)
+                    return r.status_code, data
+                if time.monotonic() + delay > deadline:
+                    raise api.from_json(r.json() if r.content else None, r.status_code)
+            time.sleep(delay)  # backoff between retries of a failed request, not a test wait
+            delay = min(delay * 2, 1.0)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._stream_client is not None:
+            self._stream_client.close()
+        if self._stream is not None:
+            self._stream.join(timeout=5)
+        self.http.close()
+
+    # -- push stream ------------------------------------------------------------------------------
+    def connect(self, group: str, pid: str, on_message: OnMessage) -> None:
+        if self._stream is not None:
+            return
+        self._stream = threading.Thread(target=self._listen, args=(group, pid, on_message),
+                                        name="resonate-poll", daemon=True)
+        self._stream.start()
+        self.connected.wait(timeout=self.retry_for)
+
+    def _listen(self, group: str, pid: str, on_message: OnMessage) -> None:
+        path = f"/poll/{_path(group)}/{_path(pid)}"
+        delay = 0.05
+        while not self._closing.is_set():
+            self._stream_client = self._make(httpx.Timeout(10.0, read=None))
+            try:
+                with self._stream_client.stream("GET", path) as r:
+                    if r.status_code != 200:
+                        raise api.from_json(json.loads(r.read() or b"null"), r.status_code)
+                    self.connected.set()
+                    delay = 0.05
+                    for line in r.iter_lines():
+                        if line.startswith("data:"):
+                            self._dispatch(line[5:].strip(), on_message)
+            except Exception as exc:
+                if self._closing.is_set():
+                    break
+                log.warning("push stream from %s lost (%s); reconnecting", self.where, exc)
+            finally:
+                self._stream_client.close()
+            if self._closing.wait(delay):
+                break
+            delay = min(delay * 2, 2.0)
+
+    def _dispatch(self, text: str, on_message: OnMessage) -> None:
+        try:
+            obj = json.loads(text)
+            kind = obj["type"]
+            if kind == "notify":
+                on_message(Message("notify", "", promise=Promise.from_json(obj["promise"])))
+            elif kind in ("invoke", "resume"):
+                t = obj["task"]
+                task = Task(id=t["id"], counter=int(t["counter"]), root_promise_id=t.get("rootPromiseId", ""),
+                            type=kind, state="ENQUEUED", recv="", timeout=int(t.get("timeout") or 0),
+                            created_on=int(t.get("createdOn") or 0))
+                on_message(Message(kind, "", task=task))
+        except Exception as exc:
+            log.warning("ignored a push message I cannot read (%s): %.200s", exc, text)
+
+    # -- promises ---------------------------------------------------------------------------------
+    @staticmethod
+    def _headers(ikey: str | None, strict: bool) -> dict[str, str]:
+        h = {"strict": "true" if strict else "false"}
+        if ikey is not None:
+            h["idempotency-key"] = ikey
+        return h
+
+    def create_promise(self, id: str, timeout: int, param: Value = EMPTY, tags: dict[str, str] | None = None,
+                       idempotency_key: str | None = None, strict: bool = False,
+                       claim: tuple[str, int] | None = None) -> Created:
+        promise = {"id": id, "timeout": timeout, "param": param.to_json(), "tags": dict(tags or {})}
+        headers = self._headers(idempotency_key, strict)
+        if claim is None:
+            status, body = self.request("POST", "/promises", body=promise, headers=headers)
+            return Created(status, Promise.from_json(body))
+        pid, ttl = claim
+        status, body = self.request("POST", "/promises/task", headers=headers,
+                                    body={"promise": promise, "task": {"processId": pid, "ttl": ttl}})
+        created = Promise.from_json(body["promise"])
+        task = None
+        if status == 201 and body.get("task"):
+            t = body["task"]
+            task = Task(id=t["id"], counter=int(t["counter"]), root_promise_id=id, type="invoke", state=CLAIMED,
+                        recv="", timeout=timeout, created_on=created.created_on, process_id=pid, ttl=ttl)
+        return Created(status, created, task)
+
+    def create_and_complete(self, id: str, timeout: int, param: Value, tags: dict[str, str], value: Value,
+                            state: str) -> Promise:
+        self.create_promise(id, timeout, param, tags, id)
+        return self.complete_promise(id, state, value, id)[1]
+
+    def complete_promise(self, id: str, state: str, value: Value = EMPTY, idempotency_key: str | None = None,
+                         strict: bool = False) -> tuple[int, Promise]:
+        status, body = self.request("PATCH", f"/promises/{_path(id)}", body={"state": state, "value": value.to_json()},
+                                    headers=self._headers(idempotency_key, strict))
+        return status, Promise.from_json(body)
+
+    def get_promise(self, id: str) -> Promise:
+        return Promise.from_json(self.request("GET", f"/promises/{_path(id)}")[1])
+
+    def find_promise(self, id: str) -> Promise | None:
+        try:
+            return self.get_promise(id)
+        except api.PromiseNotFound:
+            return None
+
+    def descendants(self, root_id: str) -> dict[str, Promise] | None:
+        return None
+
+    def search_promises(self, id: str | None = None, states: tuple[str, ...] | None = None,
+                        tags: dict[str, str] | None = None, limit: int = 100,
+                        cursor: str | None = None) -> tuple[list[Promise], str | None]:
+        params: dict[str, Any] = {"id": id or "*", "limit": limit}
+        if states:
+            params["state"] = STATE_QUERY.get(tuple(states), states[0].lower())
+        for k, v in (tags or {}).items():
+            params[f"tags[{k}]"] = v
+        if cursor:
+            params["cursor"] = cursor
+        _, body = self.request("GET", "/promises", params=params)
+        return [Promise.from_json(p) for p in body.get("promises", [])], body.get("cursor")
+
+    def _registered(self, status: int, body: Any, promise_id: str, kind: str) -> Registered:
+        promise = Promise.from_json(body["promise"])
+        cb = body.get("callback")
+        callback = None
+        if cb:
+            callback = Callback(id=cb.get("id", ""), promise_id=promise_id,
+                                root_promise_id=cb.get("rootPromiseId", ""), recv=cb.get("recv", ""),
+                                timeout=int(cb.get("timeout") or 0), created_on=int(cb.get("createdOn") or 0),
+                                kind=kind)
+        return Registered(status, promise, callback)
+
+    def create_callback(self, promise_id: str, root_promise_id: str, timeout: int, recv: str) -> Registered:
+        status, body = self.request("POST", f"/promises/callback/{_path(promise_id)}",
+                                    body={"rootPromiseId": root_promise_id, "timeout": timeout, "recv": recv})
+        return self._registered(status, body, promise_id, "resume")
+
+    def create_subscription(self, promise_id: str, id: str, timeout: int, recv: str) -> Registered:
+        status, body = self.request("POST", f"/promises/subscribe/{_path(promise_id)}",
+                                    body={"id": id, "timeout": timeout, "recv": recv})
+        return self._registered(status, body, promise_id, "notify")
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def claim_task(self, id: str, counter: int, process_id: str, ttl: int) -> Claimed:
+        _, body = self.request("POST", "/tasks/claim",
+                               body={"id": id, "counter": counter, "processId": process_id, "ttl": ttl})
+        promises = body["promises"]
+        root = Promise.from_json(promises["root"]["data"])
+        leaf = Promise.from_json(promises["leaf"]["data"]) if promises.get("leaf") else None
+        task = Task(id=id, counter=counter, root_promise_id=root.id, type=body.get("type", "invoke"),
+                    state=CLAIMED, recv="", timeout=root.timeout, created_on=0, process_id=process_id, ttl=ttl,
+                    leaf_promise_id=leaf.id if leaf else None)
+        return Claimed(task, root, leaf)
+
+    def complete_task(self, id: str, counter: int) -> int:
+        return self.request("POST", "/tasks/complete", body={"id": id, "counter": counter})[0]
+
+    def drop_task(self, id: str, counter: int) -> int:
+        return self.request("POST", "/tasks/drop", body={"id": id, "counter": counter})[0]
+
+    def heartbeat(self, process_id: str) -> int:
+        _, body = self.request("POST", "/tasks/heartbeat", body={"processId": process_id})
+        return int((body or {}).get("tasksAffected", 0))
