@@ -340,8 +340,9 @@ class Store:
                 out.append(p)
                 if len(out) == limit:
                     break
-            if len(rows) < page:
-                return out, None
+            else:  # no early stop at the limit: the rows ran out before the page did, so no next page
+                if len(rows) < page:
+                    return out, None
         return out, (out[-1].created_on, out[-1].id) if out else None
 
     def count_promises_by_state(self) -> dict[str, int]:
