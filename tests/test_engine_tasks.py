@@ -1,0 +1,336 @@
+"""Tasks, leases, callbacks and subscriptions in the engine (ARCHITECTURE.md "Task", "Callback").
+
+Time moves only through ``ManualClock`` and ``engine.tick()``; races use real threads and a barrier.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import Sink
+from resonate_daemon import errors
+from resonate_daemon.clock import ManualClock
+from resonate_daemon.engine import RESEND_AFTER_MS, Engine
+from resonate_daemon.records import (
+    CLAIMED,
+    COMPLETED,
+    ENQUEUED,
+    INIT,
+    PENDING,
+    REJECTED,
+    RESOLVED,
+    TAG_INVOKE,
+    Value,
+)
+from resonate_daemon.store import Store
+
+HOUR = 3_600_000
+RECV = "poll://any@workers/p1"
+
+
+def invoke(engine: Engine, clock: ManualClock, id: str = "foo") -> str:
+    engine.create_promise(id, clock.now() + HOUR, Value({}, "e30="), {TAG_INVOKE: RECV}, idempotency_key=id)
+    return f"__invoke:{id}"
+
+
+def test_invoke_task_is_created_with_its_promise(engine: Engine, clock: ManualClock, sink: Sink) -> None:
+    tid = invoke(engine, clock)
+    task = engine.get_task(tid)
+    assert (task.state, task.counter, task.type, task.root_promise_id, task.recv) == (INIT, 1, "invoke", "foo", RECV)
+    [msg] = sink.take()
+    assert (msg.type, msg.recv, msg.task) == ("invoke", RECV, task)
+    assert msg.to_json()["task"] == {"id": tid, "counter": 1, "timeout": task.timeout, "rootPromiseId": "foo",
+                                     "createdOn": clock.now()}
+    # a deduplicated create makes no second task and sends nothing
+    assert invoke(engine, clock) == tid
+    assert sink.take() == [] and len(engine.search_tasks()) == 1
+    # a plain promise has no task
+    engine.create_promise("plain", clock.now() + HOUR)
+    assert len(engine.search_tasks()) == 1
+
+
+def test_invoke_task_and_promise_share_one_transaction(engine: Engine, clock: ManualClock, sink: Sink,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(task: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(engine.store, "insert_task", broken)
+    with pytest.raises(RuntimeError):
+        invoke(engine, clock)
+    assert engine.store.get_promise("foo") is None  # rolled back with the task
+    assert sink.take() == []  # nothing is sent for a transaction that did not commit
+
+
+def test_create_and_claim_at_once(engine: Engine, clock: ManualClock, sink: Sink) -> None:
+    created = engine.create_promise("foo", clock.now() + HOUR, tags={TAG_INVOKE: RECV}, claim=("p1", 5_000))
+    assert created.task is not None
+    assert (created.task.state, created.task.process_id, created.task.expires_at) == (CLAIMED, "p1",
+                                                                                       clock.now() + 5_000)
+    assert sink.take() == []  # the caller holds it; nobody else is told
+
+
+def test_claim_needs_the_current_counter(engine: Engine, clock: ManualClock) -> None:
+    tid = invoke(engine, clock)
+    with pytest.raises(errors.InvalidCounter) as info:
+        engine.claim_task(tid, 2, "p1", 1_000)
+    assert info.value.code == 40308
+    claimed = engine.claim_task(tid, 1, "p1", 1_000)
+    assert claimed.type == "invoke" and claimed.root.id == "foo" and claimed.leaf is None
+    t = claimed.task
+    assert (t.state, t.process_id, t.ttl, t.expires_at, t.attempt) == (CLAIMED, "p1", 1_000, clock.now() + 1_000, 1)
+    with pytest.raises(errors.TaskAlreadyClaimed) as info2:
+        engine.claim_task(tid, 1, "p2", 1_000)
+    assert info2.value.code == 40306
+    with pytest.raises(errors.TaskNotFound):
+        engine.claim_task("__invoke:nope", 1, "p1", 1_000)
+
+
+def test_drop_fences_out_the_old_counter(engine: Engine, clock: ManualClock, sink: Sink) -> None:
+    tid = invoke(engine, clock)
+    engine.claim_task(tid, 1, "p1", 1_000)
+    sink.take()
+    assert engine.drop_task(tid, 1) == 201
+    task = engine.get_task(tid)
+    assert (task.state, task.counter, task.process_id) == (INIT, 2, None)
+    [msg] = sink.take()
+    assert (msg.type, msg.task.counter) == ("invoke", 2)  # sent again, with the new counter
+    for op in (lambda: engine.claim_task(tid, 1, "p1", 1_000), lambda: engine.complete_task(tid, 1),
+               lambda: engine.drop_task(tid, 1)):
+        with pytest.raises(errors.InvalidCounter) as info:
+            op()
+        assert info.value.code == 40308
+    with pytest.raises(errors.TaskNotClaimed) as info3:
+        engine.complete_task(tid, 2)
+    assert info3.value.code == 40309
+    engine.claim_task(tid, 2, "p2", 1_000)
+    assert engine.complete_task(tid, 2) == 201
+    assert engine.complete_task(tid, 2) == 200  # completing twice is harmless
+    with pytest.raises(errors.TaskAlreadyCompleted) as info4:
+        engine.drop_task(tid, 2)
+    assert info4.value.code == 40307
+
+
+def test_heartbeat_extends_leases_and_a_lapsed_lease_is_redispatched(engine: Engine, clock: ManualClock,
+                                                                      sink: Sink) -> None:
+    tid = invoke(engine, clock)
+    other = invoke(engine, clock, "bar")
+    engine.claim_task(tid, 1, "p1", 1_000)
+    engine.claim_task(other, 1, "p2", 1_000)
+    sink.take()
+    clock.advance(800)
+    assert engine.heartbeat("p1") == 1
+    assert engine.get_task(tid).expires_at == clock.now() + 1_000
+    assert engine.heartbeat("nobody") == 0
+    clock.advance(300)  # p2's lease lapsed; p1's was extended
+    engine.tick()
+    assert engine.get_task(tid).state == CLAIMED
+    bar = engine.get_task(other)
+    assert (bar.state, bar.counter) == (INIT, 2)
+    [msg] = sink.take()
+    assert (msg.type, msg.task.id, msg.task.counter) == ("invoke", other, 2)
+    clock.advance(1_000)
+    engine.tick()
+    assert (engine.get_task(tid).state, engine.get_task(tid).counter) == (INIT, 2)
+    with pytest.raises(errors.InvalidCounter):  # the old holder is fenced out
+        engine.complete_task(tid, 1)
+    assert [m.task.id for m in sink.take()] == [tid]
+
+
+def test_a_sent_task_not_claimed_is_sent_again_with_the_same_counter(engine: Engine, clock: ManualClock,
+                                                                     sink: Sink) -> None:
+    tid = invoke(engine, clock)
+    sink.take()
+    engine.mark_sent(tid, 1, "p1")
+    assert engine.get_task(tid).state == ENQUEUED
+    assert engine.tick() == clock.now() + RESEND_AFTER_MS
+    clock.advance(RESEND_AFTER_MS)
+    engine.tick()
+    task = engine.get_task(tid)
+    assert (task.state, task.counter) == (INIT, 1)
+    assert [m.task.counter for m in sink.take()] == [1]
+
+
+def test_one_task_per_root_is_out_at_a_time(engine: Engine, clock: ManualClock, sink: Sink) -> None:
+    tid = invoke(engine, clock, "root")
+    engine.claim_task(tid, 1, "p1", 10_000)
+    for leaf in ("root.1", "root.2"):
+        engine.create_promise(leaf, clock.now() + HOUR)
+        assert engine.create_callback(leaf, "root", clock.now() + HOUR, RECV).status == 201
+    sink.take()
+    engine.complete_promise("root.1", RESOLVED)
+    engine.complete_promise("root.2", RESOLVED)
+    assert sink.take() == []  # the invoke task is still out: the resume waits
+    assert [t.type for t in engine.store.tasks_of_root("root", (INIT,))] == ["resume"]  # one, not two
+    assert engine.complete_task(tid, 1) == 201
+    [msg] = sink.take()
+    assert (msg.type, msg.task.root_promise_id) == ("resume", "root")
+    claimed = engine.claim_task(msg.task.id, msg.task.counter, "p1", 10_000)
+    assert claimed.type == "resume" and claimed.leaf is not None and claimed.leaf.id == "root.1"
+    assert engine.dispatchable() == []
+
+
+def test_completing_the_root_completes_its_tasks(engine: Engine, clock: ManualClock) -> None:
+    tid = invoke(engine, clock)
+    engine.claim_task(tid, 1, "p1", 10_000)
+    engine.complete_promise("foo", RESOLVED, idempotency_key="foo")
+    task = engine.get_task(tid)
+    assert (task.state, task.process_id, task.completed_on) == (COMPLETED, None, clock.now())
+    assert engine.complete_task(tid, 1) == 200
+    with pytest.raises(errors.TaskAlreadyCompleted):
+        engine.claim_task(tid, 1, "p1", 10_000)
+    assert engine.heartbeat("p1") == 0
+
+
+def test_claim_of_a_task_whose_root_timed_out_completes_it(engine: Engine, clock: ManualClock) -> None:
+    tid = invoke(engine, clock)
+    clock.advance(HOUR)
+    with pytest.raises(errors.TaskAlreadyCompleted):
+        engine.claim_task(tid, 1, "p1", 10_000)
+    assert engine.get_task(tid).state == COMPLETED
+    assert engine.store.get_promise("foo").state == "REJECTED_TIMEDOUT"
+
+
+def test_callback_on_a_completed_promise_is_answered_at_once(engine: Engine, clock: ManualClock) -> None:
+    engine.create_promise("root", clock.now() + HOUR)
+    engine.create_promise("leaf", clock.now() + HOUR)
+    engine.complete_promise("leaf", REJECTED)
+    reg = engine.create_callback("leaf", "root", clock.now() + HOUR, RECV)
+    assert (reg.status, reg.callback, reg.promise.state) == (200, None, REJECTED)
+    with pytest.raises(errors.PromiseNotFound):
+        engine.create_subscription("nope", "s", clock.now() + HOUR, RECV)
+    with pytest.raises(errors.InvalidRequest):
+        engine.create_callback("leaf", "root", clock.now() + HOUR, "poll://uni@g")
+
+
+def race(n: int, fn) -> list[object]:
+    """Run ``fn(i)`` on ``n`` threads released together; return results or raised errors, by thread."""
+    barrier = threading.Barrier(n, timeout=10)
+    out: list[object] = [None] * n
+
+    def body(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as exc:  # collected and asserted on by the caller
+            out[i] = exc
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+        assert not t.is_alive()
+    return out
+
+
+def test_racing_completions_fire_callbacks_and_subscriptions_exactly_once(engine: Engine, clock: ManualClock,
+                                                                          sink: Sink) -> None:
+    engine.create_promise("root", clock.now() + HOUR)
+    engine.create_promise("leaf", clock.now() + HOUR)
+    engine.create_callback("leaf", "root", clock.now() + HOUR, RECV)
+    engine.create_callback("leaf", "root", clock.now() + HOUR, RECV)  # the same callback twice: one
+    for s in ("s1", "s2", "s3"):
+        engine.create_subscription("leaf", s, clock.now() + HOUR, f"poll://uni@g/{s}")
+    assert len(engine.callbacks_on("leaf")) == 4
+
+    results = race(8, lambda i: engine.complete_promise("leaf", RESOLVED, Value({}, str(i)), f"k{i}"))
+    winners = [r for r in results if isinstance(r, tuple)]
+    assert len(winners) == 1 and winners[0][0] == 201
+    assert all(isinstance(r, errors.AlreadyResolved) for r in results if not isinstance(r, tuple))
+    messages = sink.take()
+    assert sorted(m.type for m in messages) == ["notify", "notify", "notify", "resume"]
+    assert sorted(m.recv for m in messages if m.type == "notify") == [f"poll://uni@g/s{i}" for i in (1, 2, 3)]
+    assert all(m.promise.state == RESOLVED for m in messages if m.type == "notify")
+    assert engine.callbacks_on("leaf") == []
+
+
+def test_racing_completions_across_many_promises(engine: Engine, clock: ManualClock, sink: Sink) -> None:
+    n = 60
+    for i in range(n):
+        engine.create_promise(f"root{i}", clock.now() + HOUR)
+        engine.create_promise(f"leaf{i}", clock.now() + HOUR)
+        engine.create_callback(f"leaf{i}", f"root{i}", clock.now() + HOUR, RECV)
+        engine.create_subscription(f"leaf{i}", "sub", clock.now() + HOUR, RECV)
+    sink.take()
+
+    def complete_all(t: int) -> int:
+        order = list(range(n))
+        random.Random(t).shuffle(order)
+        won = 0
+        for i in order:
+            status, _ = engine.complete_promise(f"leaf{i}", RESOLVED, idempotency_key="same")
+            won += status == 201
+        return won
+
+    assert sum(race(8, complete_all)) == n  # type: ignore[arg-type]
+    messages = sink.take()
+    resumes = sorted(m.task.root_promise_id for m in messages if m.type == "resume")
+    notifies = sorted(m.promise.id for m in messages if m.type == "notify")
+    assert resumes == sorted(f"root{i}" for i in range(n))
+    assert notifies == sorted(f"leaf{i}" for i in range(n))
+    assert len(messages) == 2 * n
+
+
+def test_release_process_gives_back_claimed_and_sent_tasks(engine: Engine, clock: ManualClock,
+                                                           sink: Sink) -> None:
+    a, b, c = invoke(engine, clock, "a"), invoke(engine, clock, "b"), invoke(engine, clock, "c")
+    engine.claim_task(a, 1, "p1", 10_000)
+    engine.mark_sent(b, 1, "p1")
+    engine.claim_task(c, 1, "p2", 10_000)
+    sink.take()
+    assert engine.release_process("p1") == 2
+    assert [(engine.get_task(t).state, engine.get_task(t).counter) for t in (a, b, c)] == [
+        (INIT, 2), (INIT, 1), (CLAIMED, 1)]
+    assert sorted((m.task.id, m.task.counter) for m in sink.take()) == [(a, 2), (b, 1)]
+    assert engine.release_process("p1") == 0
+
+
+def test_release_all_after_a_crash(db_path: str, clock: ManualClock) -> None:
+    store = Store.open(db_path)
+    engine = Engine(store, clock)
+    tid = invoke(engine, clock)
+    engine.claim_task(tid, 1, "dead", 10_000)
+    store.close()
+    store = Store.open(db_path)  # the next process on the same file
+    try:
+        engine = Engine(store, clock)
+        assert engine.release_all() == 1
+        task = engine.get_task(tid)
+        assert (task.state, task.counter) == (INIT, 2)
+        assert [m.task.id for m in engine.dispatchable()] == [tid]
+        assert engine.get_promise("foo").state == PENDING
+    finally:
+        store.close()
+
+
+LOCKED_PROBE = """
+import sys
+from resonate_daemon.errors import StoreLocked
+from resonate_daemon.store import Store
+try:
+    Store.open(sys.argv[1])
+except StoreLocked as exc:
+    print(exc.code, exc)
+    sys.exit(3)
+print("opened")
+"""
+
+
+def test_a_file_store_is_locked_against_another_process(db_path: str) -> None:
+    store = Store.open(db_path)
+    try:
+        proc = subprocess.run([sys.executable, "-c", LOCKED_PROBE, db_path], capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stdout.startswith("50300 ") and str(os.getpid()) in proc.stdout
+    finally:
+        store.close()
+    proc = subprocess.run([sys.executable, "-c", LOCKED_PROBE, db_path], capture_output=True, text=True,
+                          timeout=30)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "opened")
