@@ -137,7 +137,8 @@ def _value(obj: dict[str, Any], name: str) -> Value:
         return Value()
     if not isinstance(value, dict):
         raise _bad(f"field {name!r} must be an object {{headers, data}}")
-    headers = value.get("headers") or {}
+    headers = value.get("headers")
+    headers = {} if headers is None else headers
     if not isinstance(headers, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
         raise _bad(f"field {name}.headers must be an object mapping strings to strings")
