@@ -172,8 +172,9 @@ class Execution:
             tags[TAG_SCOPE] = "global"
             if call.kind == RPC:
                 tags[TAG_ROOT], tags[TAG_PARENT] = self.root.id, frame.id
-            else:
-                timeout = _now_ms() + int(call.opts.timeout * 1000)  # a new call graph: not bounded by ours
+            else:  # a new call graph: its own root, not bounded by our timeout
+                tags[TAG_ROOT] = id
+                timeout = _now_ms() + int(call.opts.timeout * 1000)
         elif call.kind == SLEEP:
             timeout = _now_ms() + int(call.secs * 1000)
             tags.update({TAG_TIMEOUT: "true", TAG_ROOT: self.root.id, TAG_PARENT: frame.id, TAG_FUNC: "sleep"})
