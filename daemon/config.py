@@ -111,7 +111,7 @@ class ServeConfig:
             poll_port=_int(port, "poll port", 0, 65535) if port is not None else None,
             token=str(pick(token, "TOKEN")) if pick(token, "TOKEN") else None,
             max_body=_int(pick(max_body, "MAX_BODY") or DEFAULT_MAX_BODY, "max body", 1, 2**31),
-            ping_interval_s=float(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S),
+            ping_interval_s=_seconds(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S, "ping interval"),
             log_level=str(pick(log_level, "LOG_LEVEL") or "warning"),
         )
 
@@ -123,4 +123,14 @@ def _int(value: object, what: str, lo: int, hi: int) -> int:
         raise errors.InvalidRequest(f"{what} must be an integer, not {value!r}") from None
     if not lo <= n <= hi:
         raise errors.InvalidRequest(f"{what} must be from {lo} to {hi}, not {n}")
+    return n
+
+
+def _seconds(value: object, what: str) -> float:
+    try:
+        n = float(str(value))
+    except ValueError:
+        raise errors.InvalidRequest(f"{what} must be a number of seconds, not {value!r}") from None
+    if not 0 < n <= 3600:
+        raise errors.InvalidRequest(f"{what} must be more than 0 and at most 3600 seconds, not {n}")
     return n

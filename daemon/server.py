@@ -210,7 +210,7 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, (_, sock) in zip(servers, listeners)]
+        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, (_, sock) in zip(servers, listeners, strict=True)]
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
                 break

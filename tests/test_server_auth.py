@@ -1,0 +1,117 @@
+"""TCP listeners need the token (bearer, or basic with the token as password); the Unix socket does not."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from daemon_proc import FAR, Daemon, Stream, free_port
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    http, poll = free_port(), free_port()
+    d = Daemon("--http", f"127.0.0.1:{http}", "--poll-port", str(poll)).start()
+    d.http_port, d.poll_port = http, poll  # type: ignore[attr-defined]
+    yield d
+    d.stop()
+    d.cleanup()
+
+
+@pytest.fixture
+def token(daemon: Daemon) -> str:
+    with open(f"{daemon.db}.token") as f:
+        return f.read().strip()
+
+
+def tcp(daemon: Daemon) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{daemon.http_port}", timeout=10)  # type: ignore[attr-defined]
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_generated_token_file_is_private(daemon: Daemon, token: str) -> None:
+    assert len(token) >= 32
+    assert stat.S_IMODE(os.stat(f"{daemon.db}.token").st_mode) == 0o600
+    assert token not in daemon.stderr()  # never logged
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Bearer  x", "Basic !!!", "Token abc", "bearer"])
+def test_missing_or_wrong_token_is_401(daemon: Daemon, header: str | None) -> None:
+    headers = {"authorization": header} if header is not None else {}
+    with tcp(daemon) as c:
+        r = c.get("/ping", headers=headers)
+    assert r.status_code == 401 and r.json()["error"]["code"] == 40100
+
+
+def test_wrong_basic_password_is_401(daemon: Daemon) -> None:
+    with tcp(daemon) as c:
+        assert c.get("/ping", auth=("user", "nope")).status_code == 401
+
+
+def test_bearer_and_basic_are_accepted(daemon: Daemon, token: str) -> None:
+    with tcp(daemon) as c:
+        assert c.get("/ping", headers={"authorization": f"Bearer {token}"}).json() == {"status": "ok"}
+        assert c.get("/ping", auth=("anyone", token)).json() == {"status": "ok"}
+        r = c.post("/promises", json={"id": "over-tcp", "timeout": FAR}, auth=("", token))
+        assert r.status_code == 201
+
+
+def test_unix_socket_needs_no_token(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        assert c.get("/ping").status_code == 200
+
+
+def test_legacy_poll_port(daemon: Daemon, token: str) -> None:
+    port = daemon.poll_port  # type: ignore[attr-defined]
+    for headers in ({}, {"authorization": basic("u", "bad")}):
+        refused = Stream.tcp(port, "/legacy/w1", headers)
+        refused.close()
+        assert refused.status == 401
+    w = Stream.tcp(port, "/legacy/w1", {"authorization": basic("u", token)})
+    assert w.status == 200
+    with tcp(daemon) as c:
+        c.post("/promises", json={"id": "legacy-job", "timeout": FAR,
+                                  "tags": {"resonate:invoke": "poll://any@legacy"}}, auth=("u", token))
+        task = w.next()["task"]
+        assert task["id"] == "__invoke:legacy-job"
+        r = c.post("/tasks/claim", json={"id": task["id"], "counter": 1, "processId": "w1", "ttl": 60_000},
+                   auth=("u", token))
+        assert r.status_code == 201
+        w.close()
+        # Official 0.6.x workers keep running across a stream reconnect: the lease, not the
+        # disconnect, decides. Wait (bounded) until the daemon saw the close, then check the task.
+        deadline = time.monotonic() + 10
+        while "legacy" in c.get("/v1/status", auth=("u", token)).json()["workers"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        tasks = c.get("/v1/tasks", auth=("u", token)).json()["tasks"]
+        held = next(t for t in tasks if t["id"] == task["id"])
+        assert held["state"] == "CLAIMED" and held["counter"] == 1 and held["processId"] == "w1"
+
+
+def test_poll_port_serves_only_streams(daemon: Daemon, token: str) -> None:
+    port = daemon.poll_port  # type: ignore[attr-defined]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, auth=("u", token)) as c:
+        assert c.post("/promises", json={"id": "x", "timeout": FAR}).status_code in (404, 405)
+        assert c.get("/a/b/c").status_code == 404
+
+
+def test_explicit_token() -> None:
+    port = free_port()
+    d = Daemon("--http", f"127.0.0.1:{port}", "--token", "s3cret-token").start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            assert c.get("/ping", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
+            assert c.get("/ping", headers={"authorization": "Bearer other"}).status_code == 401
+        assert not os.path.exists(f"{d.db}.token")
+    finally:
+        d.stop()
+        d.cleanup()
