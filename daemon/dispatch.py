@@ -189,6 +189,9 @@ class PushStream:
         dispatcher = self.dispatcher
         engine = dispatcher.engine
         assert engine is not None
+        if dispatcher.shutting_down:  # a worker reconnecting in the instant before the listener closes
+            await _error(send, 503, "the daemon is shutting down")
+            return
         conn = dispatcher.connect(self.group, self.pid)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [
@@ -246,3 +249,10 @@ async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
         if message["type"] == "http.disconnect":
             scope.cancel()
             return
+
+
+async def _error(send: Any, status: int, message: str) -> None:
+    body = json.dumps({"error": {"code": status * 100, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

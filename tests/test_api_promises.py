@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from urllib.parse import quote
 from collections.abc import Iterator
 
 import httpx
@@ -43,6 +44,7 @@ def test_create_get_and_deduplicate(c: httpx.Client) -> None:
     assert p["id"] == id and p["state"] == "PENDING" and p["param"]["data"] == b64('{"x":1}')
     assert p["tags"] == {"t": "1"} and p["idempotencyKeyForCreate"] == "k1" and "createdOn" in p
     assert c.get(f"/promises/{id}").json() == p
+    assert c.get("/promises/" + quote(id, safe="")).json() == p  # our SDK percent-encodes ids
     again = c.post("/promises", json=body, headers={"idempotency-key": "k1"})
     assert again.status_code == 200 and again.json() == p
     clash = c.post("/promises", json=body, headers={"idempotency-key": "other"})
