@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import socket as _socket
 import threading
 import time
 import urllib.parse
 from typing import Any
 
+import httpcore
 import httpx
+from httpcore._backends.sync import SyncStream
 
 from resonate_daemon import errors as api
 from resonate_daemon.config import default_socket_path
@@ -38,6 +41,33 @@ STATE_QUERY = {("PENDING",): "pending", ("RESOLVED",): "resolved",
                ("REJECTED", "REJECTED_CANCELED", "REJECTED_TIMEDOUT"): "rejected"}
 
 
+class _ClosingBackend(httpcore.SyncBackend):
+    """httpcore leaves the socket of a failed AF_UNIX connect open (a ResourceWarning per retry while
+    the daemon is down); this backend closes it."""
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except _socket.timeout as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(exc) from exc
+        except OSError as exc:
+            sock.close()
+            raise httpcore.ConnectError(exc) from exc
+        return SyncStream(sock)
+
+
+def _uds(path: str) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(uds=path)
+    transport._pool._network_backend = _ClosingBackend()  # no public knob for the backend in httpx 0.28
+    return transport
+
+
 def _path(id: str) -> str:
     return urllib.parse.quote(id, safe="")
 
@@ -54,7 +84,7 @@ class RemoteTransport:
         else:
             self.where = socket or default_socket_path()
             path = self.where
-            self._make = lambda t: httpx.Client(transport=httpx.HTTPTransport(uds=path),
+            self._make = lambda t: httpx.Client(transport=_uds(path),
                                                 base_url="http://resonate", headers=headers, timeout=t)
         self.http = self._make(timeout)
         self.retry_for = retry_for
