@@ -439,6 +439,19 @@ class Engine:
 
         return self._run(op)
 
+    def requeue_sent(self) -> int:
+        """At daemon start: tasks sent before a crash may never have arrived (no stream survives a
+        restart), so they go back to INIT at once, to be sent again on connect, instead of waiting out
+        the one-minute resend. Claimed tasks keep their leases: their workers may still be running."""
+
+        def op(now: int) -> int:
+            tasks = self.store.tasks_in_states((ENQUEUED,))
+            for task in tasks:
+                self._reset(task, bump=False)
+            return len(tasks)
+
+        return self._run(op)
+
     def mark_sent(self, task_id: str, counter: int, process_id: str) -> None:
         """The dispatcher pushed this task to ``process_id``: ENQUEUED until claimed or a minute passes."""
 

@@ -158,6 +158,7 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
         token = load_token(config) if config.needs_token else None
         dispatcher = Dispatcher(config.ping_interval_s)
         engine = Engine(store, sink=dispatcher.sink)
+        engine.requeue_sent()
         dispatcher.attach(engine)
         state = AppState(engine, dispatcher, config)
 

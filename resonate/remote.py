@@ -141,8 +141,11 @@ class RemoteTransport:
                 with self._stream_client.stream("GET", path) as r:
                     if r.status_code != 200:
                         raise api.from_json(json.loads(r.read() or b"null"), r.status_code)
+                    reconnect = self.connected.is_set()
                     self.connected.set()
                     delay = 0.05
+                    if reconnect:  # notifications sent while we were away are lost: let the runtime re-check
+                        on_message(Message("connected", ""))
                     for line in r.iter_lines():
                         if line.startswith("data:"):
                             self._dispatch(line[5:].strip(), on_message)

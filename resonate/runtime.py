@@ -79,6 +79,10 @@ class Runtime:
 
     # -- messages ---------------------------------------------------------------------------------
     def on_message(self, message: Message) -> None:
+        if message.type == "connected":  # the push stream came back: re-check what handles wait for
+            if self._pool is not None and self._futures:
+                self._pool.submit(self._recheck)
+            return
         if message.type == "notify":
             if message.promise is not None:
                 self.settle_promise(message.promise)
@@ -150,6 +154,13 @@ class Runtime:
         reg = self.transport.create_subscription(promise.id, self.pid, SUBSCRIPTION_TIMEOUT, self.unicast)
         if not reg.promise.pending:
             self.settle_promise(reg.promise)
+
+    def _recheck(self) -> None:
+        for id in list(self._futures):
+            try:
+                self.watch(self.transport.get_promise(id))
+            except api.ResonateError as exc:
+                log.warning("cannot re-check %s: %s", id, exc)
 
     def suspending(self, root_id: str) -> None:
         """An execution suspends: if a handle here waits on it, another process may finish it."""
