@@ -33,6 +33,7 @@ log = logging.getLogger("resonate.dispatch")
 # stream, so the first copy arrived; a second copy would make an official 0.6.x worker claim twice and
 # die on 40306 (docs/official-sdk-wire.md 8.1). Resends go to other connections. Bounded memory.
 DEDUPE_MAX = 4096
+ASSIGNED_MAX = 65536
 
 
 class Connection:
@@ -81,6 +82,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._groups: dict[str, list[Connection]] = {}
         self._next: dict[str, int] = {}
+        self._assigned: dict[tuple[str, int], Connection] = {}  # which stream each task went to
 
     def attach(self, engine: Engine) -> None:
         """The engine is built with ``sink=dispatcher.sink``, so it is attached afterwards."""
@@ -99,6 +101,8 @@ class Dispatcher:
             return None
         with self._lock:
             target = self._pick(addr)
+            if target is not None and msg.task is not None:
+                self._assign(msg.task.id, msg.task.counter, target)
         if target is not None:
             target.push(msg)
         return target
@@ -116,6 +120,28 @@ class Dispatcher:
         i = self._next.get(addr.group, 0) % len(conns)
         self._next[addr.group] = i + 1
         return conns[i]
+
+    def _assign(self, task_id: str, counter: int, conn: Connection) -> None:
+        if len(self._assigned) >= ASSIGNED_MAX:
+            self._assigned.pop(next(iter(self._assigned)))  # forget the oldest
+        self._assigned[(task_id, counter)] = conn
+
+    def take(self, conn: Connection, msg: Message) -> bool:
+        """Assign a backlog task to ``conn`` unless a live connection already has it.
+
+        The backlog is read from the store while live messages are being routed, so a task just
+        routed to another worker (still INIT until written) also shows up in it. Sending it to both
+        would make one of them fail its claim, which kills an official 0.6.x worker.
+        """
+        if msg.task is None:
+            return True
+        key = (msg.task.id, msg.task.counter)
+        with self._lock:
+            holder = self._assigned.get(key)
+            if holder is not None and holder is not conn and not holder.closed:
+                return False
+            self._assign(key[0], key[1], conn)
+            return True
 
     def wants(self, conn: Connection, msg: Message) -> bool:
         """Would ``msg`` go to ``conn`` if it were routed now (ignoring round-robin order)?"""
@@ -201,7 +227,7 @@ class PushStream:
             await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
             backlog = await run_in_threadpool(engine.dispatchable)
             for msg in backlog:
-                if dispatcher.wants(conn, msg):
+                if dispatcher.wants(conn, msg) and dispatcher.take(conn, msg):
                     conn.queue.put_nowait(msg)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_disconnect, receive, tg.cancel_scope)
