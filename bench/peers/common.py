@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -86,6 +87,26 @@ def w2_fields(per_wf_ms: list[float], ms_total: float) -> dict[str, Any]:
 def w5_fields(latencies_ms: list[float], ms_total: float) -> dict[str, Any]:
     return {"ms_total": ms_total, "p50": round(statistics.median(latencies_ms), 4),
             "p90": round(percentile(latencies_ms, 90), 4), "rounds": len(latencies_ms)}
+
+
+def w5_round(wait_blocked: Callable[[], None], resolve: Callable[[], None],
+             await_result: Callable[[], Any]) -> tuple[float, Any]:
+    """One W5 round: another thread resolves once the workflow is blocked; this thread
+    awaits the result. Returns (ms from the resolve call to the result, the result)."""
+    t_resolve: list[float] = []
+
+    def resolver() -> None:
+        wait_blocked()
+        time.sleep(0.005)  # the workflow has just asked to wait: let it really block
+        t_resolve.append(time.perf_counter())
+        resolve()
+
+    thread = threading.Thread(target=resolver, name="w5-resolver")
+    thread.start()
+    value = await_result()
+    t_result = time.perf_counter()
+    thread.join()
+    return (t_result - t_resolve[0]) * 1000, value
 
 
 def check_factorial(n: int, got: Any) -> dict[str, Any]:
@@ -172,8 +193,7 @@ def _supervise(script: str, argv: list[str], base: dict[str, Any], timeout: floa
     (Resonate 0.6.7 calls os._exit(1) on an internal error) still yields a JSON line."""
     cmd = [sys.executable, script, *argv, "--inner"]
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         out, err, rc = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired:
         out, err, rc = "", f"timed out after {timeout:g} s (--timeout)", -1
@@ -223,6 +243,16 @@ def _run_w6_child(peer: Peer, n: int, store: Path) -> int:
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
         code = 1
     os._exit(code)
+
+
+def import_failed(system: str, venv: str, exc: ImportError) -> None:
+    """The peer's package cannot be imported: say so in the one JSON line, and exit 1."""
+    argv = sys.argv[1:]
+    workload = argv[argv.index("--workload") + 1] if "--workload" in argv[:-1] else None
+    print(json.dumps({"system": system, "workload": workload, "ok": False,
+                      "error": f"{type(exc).__name__}: {exc} (make the venv: python "
+                               f"bench/peers/venvs.py {venv})"}), flush=True)
+    sys.exit(1)
 
 
 def main(peer: Peer, script: str, argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Run every peer workload several times and print the medians (stdlib only).
 
-    python bench/peers/run_all.py [--peers dbos,resonate06] [--runs 3] [--quick]
+    python bench/peers/run_all.py [--peers dbos,resonate06] [--runs 3] [--quick] [--only W4]
 
 Makes the venvs (venvs.py), then runs each workload ``--runs`` times, one fresh
 process per run, one peer after the other (never two at once: the machine is small
@@ -54,6 +54,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--peers", default="dbos,resonate06")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", default="", help="comma-separated labels, e.g. W1@500,W4")
     args = p.parse_args(argv)
     out_dir = HERE.parent / "results"
     out_dir.mkdir(exist_ok=True)
@@ -69,7 +70,8 @@ def main(argv: list[str]) -> int:
                 continue
             script = HERE / f"{peer}_w.py"
             for label, workload, extra in CASES:
-                if args.quick and label == "W1@500":
+                if (args.quick and label == "W1@500") or (args.only and label not in
+                                                           args.only.split(",")):
                     continue
                 for _ in range(args.runs):
                     row = run_case(python, script, workload,
@@ -83,9 +85,11 @@ def main(argv: list[str]) -> int:
     print(f"| workload | {' | '.join(table)} |")
     print(f"|---|{'---|' * len(table)}")
     for label, _, _ in CASES:
+        if not any(label in by_label for by_label in table.values()):
+            continue
         key, unit = SHOWN[label]
         cells = []
-        for peer, by_label in table.items():
+        for by_label in table.values():
             rows = by_label.get(label, [])
             med = median_of(rows, key)
             extra = ", ".join(f"{k} {median_of(rows, k)}" for k in EXTRA.get(label, []))

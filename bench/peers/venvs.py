@@ -95,6 +95,12 @@ def _run(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[st
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def _probe(py: Path, peer: Peer) -> subprocess.CompletedProcess[str]:
+    # -I: isolated, so the working directory is not on sys.path: run from the repo root,
+    # `import resonate` would find this project's own package instead of the SDK.
+    return _run([str(py), "-I", "-c", peer.probe], 120)
+
+
 def ensure_venv(name: str) -> Path | str:
     """Create the peer's venv if needed; return its python, or an error message."""
     peer = PEERS.get(name)
@@ -102,7 +108,7 @@ def ensure_venv(name: str) -> Path | str:
         return f"unknown peer {name!r}; known: {', '.join(PEERS)}"
     py = venv_python(name)
     # Idempotent: an existing venv that passes the probe is kept as it is.
-    if py.exists() and _run([str(py), "-c", peer.probe], 120).returncode == 0:
+    if py.exists() and _probe(py, peer).returncode == 0:
         return py
     base = find_python(peer.python_version)
     if base is None:
@@ -119,7 +125,7 @@ def ensure_venv(name: str) -> Path | str:
                     *peer.packages])
         if pip.returncode != 0:
             return f"pip install {' '.join(peer.packages)} failed: {pip.stderr.strip()[-800:]}"
-        probe = _run([str(py), "-c", peer.probe], 120)
+        probe = _probe(py, peer)
         if probe.returncode != 0:
             return f"installed but import fails: {probe.stderr.strip()[-800:]}"
     except subprocess.TimeoutExpired as exc:

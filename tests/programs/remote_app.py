@@ -17,8 +17,8 @@ from resonate import Context, Resonate
 resonate = Resonate.remote(group=sys.argv[2], socket=sys.argv[1], ttl=2)
 
 
-def work(ctx: Context, i: int, side: str) -> int:
-    time.sleep(0.04)  # the workload: a step that takes a while, so a kill lands mid-workflow
+def work(ctx: Context, i: int, side: str, pause: float = 0.04) -> int:
+    time.sleep(pause)  # the workload: a step that takes a while, so a kill lands mid-workflow
     with open(side, "a") as f:
         f.write(f"{i} {os.getpid()}\n")
         f.flush()
@@ -32,10 +32,10 @@ def compute(ctx: Context, n: int):
 
 
 @resonate.register
-def steps(ctx: Context, n: int, side: str):
+def steps(ctx: Context, n: int, side: str, pause: float = 0.04):
     total = 0
     for i in range(n):
-        total += yield ctx.run(work, i, side)
+        total += yield ctx.run(work, i, side, pause)
     return total
 
 
