@@ -58,6 +58,8 @@ class Runtime:
         """Stop heartbeats first, so the store can hand our unfinished work to another process."""
         with self._lock:
             if not self._started:
+                # Never started (a client used only for promises.*): still release its connections.
+                self.transport.close()
                 return
             self._started = False
         self.stopping.set()

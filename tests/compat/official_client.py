@@ -46,10 +46,14 @@ from typing import Any
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--host", default=env("RESONATE_COMPAT_HOST", "http://127.0.0.1"), help="scheme://host")
+    common.add_argument(
+        "--host", default=env("RESONATE_COMPAT_HOST", "http://127.0.0.1"), help="scheme://host"
+    )
     common.add_argument("--store-port", default=env("RESONATE_COMPAT_STORE_PORT", "8001"))
     common.add_argument("--poll-port", default=env("RESONATE_COMPAT_POLL_PORT", "8002"))
-    common.add_argument("--group", default=env("RESONATE_COMPAT_GROUP", "compat-workers"), help="worker group")
+    common.add_argument(
+        "--group", default=env("RESONATE_COMPAT_GROUP", "compat-workers"), help="worker group"
+    )
     common.add_argument("--client-group", default=env("RESONATE_COMPAT_CLIENT_GROUP", "compat-clients"))
     common.add_argument("--auth", default=env("RESONATE_COMPAT_AUTH"), help="user:password (HTTP basic)")
     common.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a result")
@@ -61,7 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     f.add_argument("--id", default=None, help="root promise id (default: factorial-<n>-<time>)")
     f.add_argument("--n", type=int, default=10)
 
-    hs = sub.add_parser("human-start", parents=[common], help="start wait_for_human, print the awaited promise id")
+    hs = sub.add_parser(
+        "human-start", parents=[common], help="start wait_for_human, print the awaited promise id"
+    )
     hs.add_argument("--id", required=True)
 
     hr = sub.add_parser("human-resolve", parents=[common], help="resolve a promise with JSON data")
@@ -73,7 +79,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_official_sdk() -> None:
+    """Exit unless `import resonate` is the official resonate-sdk 0.6.7 (not this repo's package)."""
+    import importlib.metadata as md
+    from pathlib import Path
+
+    import resonate
+
+    try:
+        dist = md.distribution("resonate-sdk")
+    except md.PackageNotFoundError:
+        sys.exit(f"resonate-sdk is not installed in {sys.executable}")
+    expected = Path(str(dist.locate_file("resonate/__init__.py"))).resolve()
+    if dist.version != "0.6.7" or Path(resonate.__file__).resolve() != expected:
+        sys.exit(
+            f"needs the official resonate-sdk 0.6.7, got {dist.version} with resonate from {resonate.__file__}"
+        )
+
+
 def connect(args: argparse.Namespace) -> Any:
+    check_official_sdk()
     from resonate import Resonate
 
     auth = tuple(args.auth.split(":", 1)) if args.auth else None

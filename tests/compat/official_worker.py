@@ -41,19 +41,42 @@ from typing import Any
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description="Official Resonate SDK 0.6.7 worker for compatibility tests.")
-    p.add_argument("--host", default=env("RESONATE_COMPAT_HOST", "http://127.0.0.1"), help="scheme://host, no port")
+    p.add_argument(
+        "--host", default=env("RESONATE_COMPAT_HOST", "http://127.0.0.1"), help="scheme://host, no port"
+    )
     p.add_argument("--store-port", default=env("RESONATE_COMPAT_STORE_PORT", "8001"), help="HTTP API port")
     p.add_argument("--poll-port", default=env("RESONATE_COMPAT_POLL_PORT", "8002"), help="SSE poll port")
     p.add_argument("--group", default=env("RESONATE_COMPAT_GROUP", "compat-workers"), help="worker group")
     p.add_argument("--pid", default=env("RESONATE_COMPAT_PID"), help="process id (default: random uuid hex)")
     p.add_argument("--auth", default=env("RESONATE_COMPAT_AUTH"), help="user:password for HTTP basic auth")
-    p.add_argument("--ttl", type=int, default=int(env("RESONATE_COMPAT_TTL", "10")), help="task lease, seconds")
+    p.add_argument(
+        "--ttl", type=int, default=int(env("RESONATE_COMPAT_TTL", "10")), help="task lease, seconds"
+    )
     p.add_argument("--log-level", default=env("RESONATE_COMPAT_LOG_LEVEL", "WARNING"))
     return p.parse_args(argv)
 
 
+def check_official_sdk() -> None:
+    """Exit unless `import resonate` is the official resonate-sdk 0.6.7 (not this repo's package)."""
+    import importlib.metadata as md
+    from pathlib import Path
+
+    import resonate
+
+    try:
+        dist = md.distribution("resonate-sdk")
+    except md.PackageNotFoundError:
+        sys.exit(f"resonate-sdk is not installed in {sys.executable}")
+    expected = Path(str(dist.locate_file("resonate/__init__.py"))).resolve()
+    if dist.version != "0.6.7" or Path(resonate.__file__).resolve() != expected:
+        sys.exit(
+            f"needs the official resonate-sdk 0.6.7, got {dist.version} with resonate from {resonate.__file__}"
+        )
+
+
 def build(args: argparse.Namespace) -> Any:
     # Imported here so that `--help` works even where the SDK is not installed.
+    check_official_sdk()
     from resonate import Context, Resonate
 
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
@@ -101,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
 
-    print(json.dumps({"ready": True, "group": args.group, "pid": resonate._pid}), flush=True)  # noqa: SLF001
+    print(json.dumps({"ready": True, "group": args.group, "pid": resonate._pid}), flush=True)
     while not stop.wait(0.5):
         pass
     # The SDK's threads are daemons; exiting the process is the shutdown.
