@@ -460,7 +460,7 @@ class Store:
         rows = self._callbacks_on(id=promise_id).fetchall()
         if rows:
             self._delete_callbacks(id=promise_id)
-        return [_callback(dict(zip(CALLBACK_COLUMNS, r))) for r in rows]
+        return [_callback(dict(zip(CALLBACK_COLUMNS, r, strict=True))) for r in rows]
 
     def callbacks_on(self, promise_id: str) -> list[Callback]:
         rows = CallbackRow.select().where(CallbackRow.promise_id == promise_id).dicts()
@@ -525,7 +525,7 @@ def _promise_t(r: tuple[Any, ...]) -> Promise:
 
 
 def _task_t(r: tuple[Any, ...]) -> Task:
-    return _task(dict(zip(TASK_COLUMNS, r)))
+    return _task(dict(zip(TASK_COLUMNS, r, strict=True)))
 
 
 def _promise(row: dict[str, Any]) -> Promise:

@@ -69,7 +69,7 @@ def transition(current: Promise | None, request: Request, now: int) -> Verdict:
     if current is None:
         if isinstance(request, Create):
             return Verdict(201, write="create", state=PENDING)
-        return Verdict(404, error=errors.PromiseNotFound(f"promise not found"))
+        return Verdict(404, error=errors.PromiseNotFound("promise not found"))
 
     lazy: str | None = None
     state = current.state

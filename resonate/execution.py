@@ -29,6 +29,8 @@ from resonate_daemon.records import (
     TAG_ROOT,
     TAG_SCOPE,
     TAG_TIMEOUT,
+)
+from resonate_daemon.records import (
     Promise as Record,
 )
 

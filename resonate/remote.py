@@ -18,7 +18,6 @@ from typing import Any
 import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream
-
 from resonate_daemon import errors as api
 from resonate_daemon.config import default_socket_path
 from resonate_daemon.engine import Claimed, Created, Registered
@@ -53,7 +52,7 @@ class _ClosingBackend(httpcore.SyncBackend):
                 sock.setsockopt(*option)
             sock.settimeout(timeout)
             sock.connect(path)
-        except _socket.timeout as exc:
+        except TimeoutError as exc:
             sock.close()
             raise httpcore.ConnectTimeout(exc) from exc
         except OSError as exc:
