@@ -70,6 +70,10 @@ class ServeConfig:
     max_body: int = DEFAULT_MAX_BODY
     ping_interval_s: float = DEFAULT_PING_S
     log_level: str = "warning"
+    app: str | None = None  # with it, the daemon supervises `workers` processes of `resonate worker APP`
+    workers: int = 1
+    reload: bool = False  # restart those workers when the app's files change
+    group: str = "default"  # the group the supervised workers join
 
     @property
     def token_path(self) -> str:
@@ -84,7 +88,9 @@ class ServeConfig:
     def resolve(cls, *, socket: str | None = None, db: str | None = None, durability: str | None = None,
                 http: str | None = None, poll_port: int | str | None = None, token: str | None = None,
                 max_body: int | str | None = None, ping_interval_s: float | str | None = None,
-                log_level: str | None = None, env: Mapping[str, str] | None = None) -> ServeConfig:
+                log_level: str | None = None, app: str | None = None, workers: int | str | None = None,
+                reload: bool | str | None = None, group: str | None = None,
+                env: Mapping[str, str] | None = None) -> ServeConfig:
         """Each argument left None falls back to ``RESONATE_<NAME>`` in ``env`` (default os.environ)."""
         env = os.environ if env is None else env
 
@@ -103,6 +109,15 @@ class ServeConfig:
             raise errors.InvalidRequest(f"durability must be one of {', '.join(DURABILITIES)}, not {dur!r}")
         http_text = pick(http, "HTTP")
         port = pick(poll_port, "POLL_PORT")
+        app_spec = str(pick(app, "APP") or "") or None
+        n_workers = pick(workers, "WORKERS")
+        reload_value = pick(reload, "RELOAD")
+        reload_flag = reload_value is True or str(reload_value).lower() in ("1", "true", "yes", "on")
+        worker_group = str(pick(group, "GROUP") or "default")
+        if app_spec is None and (n_workers is not None or reload_flag):
+            raise errors.InvalidRequest("--workers and --reload need --app (the app the workers run)")
+        if "/" in worker_group or "@" in worker_group:
+            raise errors.InvalidRequest(f"group must be a plain name, not {worker_group!r}")
         return cls(
             socket=os.path.abspath(socket_path),
             db=os.path.abspath(str(pick(db, "DB") or default_db_path())),
@@ -113,6 +128,10 @@ class ServeConfig:
             max_body=_int(pick(max_body, "MAX_BODY") or DEFAULT_MAX_BODY, "max body", 1, 2**31),
             ping_interval_s=_seconds(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S, "ping interval"),
             log_level=str(pick(log_level, "LOG_LEVEL") or "warning"),
+            app=app_spec,
+            workers=_int(n_workers, "workers", 1, 1024) if n_workers is not None else 1,
+            reload=reload_flag,
+            group=worker_group,
         )
 
 

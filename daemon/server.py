@@ -35,6 +35,7 @@ from .dispatch import Dispatcher
 from .engine import Engine
 from .scheduler import Scheduler
 from .store import Store
+from .supervisor import Supervisor
 
 log = logging.getLogger("resonate.server")
 
@@ -177,11 +178,20 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
             sockets.append(poll)
             listeners.append((create_app(state, token=token, legacy_poll_only=True), poll))
 
+        supervisor = None
+        if config.app is not None:
+            try:
+                supervisor = Supervisor(config.app, workers=config.workers, socket=config.socket,
+                                        group=config.group, reload=config.reload)
+            except ValueError as exc:  # --reload on a module path that cannot be found
+                raise StartupError(str(exc)) from None
         scheduler = Scheduler(engine)
         scheduler.start()
         try:
-            asyncio.run(_run(config, listeners, dispatcher, ready))
+            asyncio.run(_run(config, listeners, dispatcher, ready, supervisor))
         finally:
+            if supervisor is not None:
+                supervisor.stop()  # already done on a signal; here for a listener that failed
             scheduler.stop()
         return EXIT_OK
     finally:
@@ -195,11 +205,16 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
 
 
 async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], dispatcher: Dispatcher,
-               ready: Any) -> None:
+               ready: Any, supervisor: Supervisor | None = None) -> None:
     servers = [_uvicorn(app, config) for app, _ in listeners]
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: int) -> None:
+        if supervisor is not None and not supervisor.stopping:
+            # Workers first, while the daemon still answers, so they can hand their tasks back;
+            # then the listeners. A second signal meanwhile goes on to stop the daemon at once.
+            loop.run_in_executor(None, supervisor.stop).add_done_callback(lambda _: on_signal(signal.SIGTERM))
+            return
         if any(s.should_exit for s in servers) and sig == signal.SIGINT:
             for s in servers:
                 s.force_exit = True  # a second Ctrl+C: stop waiting for connections
@@ -225,6 +240,8 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], 
             print(f"resonate daemon listening on {', '.join(where)} (db {config.db})", file=sys.stderr, flush=True)
             if ready is not None:
                 ready()
+            if supervisor is not None:
+                supervisor.start()
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         on_signal(signal.SIGTERM)  # one listener ended (a signal, or it failed): stop them all
         results = await asyncio.gather(*tasks, return_exceptions=True)
