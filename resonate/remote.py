@@ -119,7 +119,10 @@ class RemoteTransport:
         if self._stream_client is not None:
             self._stream_client.close()
         if self._stream is not None:
-            self._stream.join(timeout=5)
+            # Closing the client does not interrupt a read blocked on the push stream, and httpx gives
+            # no handle on the socket; the thread is a daemon thread that exits on its next wake-up,
+            # so a brief join is enough and stop() stays fast.
+            self._stream.join(timeout=0.2)
         self.http.close()
 
     # -- push stream ------------------------------------------------------------------------------
