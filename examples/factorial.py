@@ -14,7 +14,6 @@ import argparse
 
 from resonate import Context, Resonate
 
-
 resonate = Resonate.local()
 
 

@@ -12,7 +12,6 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-
 from resonate_daemon.clock import ManualClock
 from resonate_daemon.engine import Engine
 from resonate_daemon.records import Message

@@ -12,7 +12,6 @@ import sys
 import threading
 
 import pytest
-
 from conftest import Sink
 from resonate_daemon import errors
 from resonate_daemon.clock import ManualClock

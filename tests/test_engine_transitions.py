@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
 from resonate_daemon import errors
 from resonate_daemon.clock import ManualClock
 from resonate_daemon.engine import Engine

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from resonate_daemon.records import Promise
 
 from resonate import Context, PromiseCanceled, PromiseRejected, Resonate, codec
-from resonate_daemon.records import Promise
 
 WAIT = 30.0
 

@@ -13,8 +13,8 @@ import pytest
 from resonate import (
     Constant,
     Context,
-    NondeterminismError,
     Never,
+    NondeterminismError,
     NotRegistered,
     PromiseTimedOut,
     Resonate,

@@ -22,8 +22,9 @@ import threading
 import time
 from typing import Any
 
-from resonate import Context, Resonate
 from resonate_daemon.errors import StoreLocked
+
+from resonate import Context, Resonate
 
 EXIT_OK = 0
 EXIT_LOCKED = 3  # another live process holds the database file
