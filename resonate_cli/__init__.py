@@ -1,0 +1,1 @@
+"""The ``resonate`` command line (Typer + rich): a thin layer over ``resonate`` and ``resonate_daemon``."""

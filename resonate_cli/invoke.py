@@ -1,0 +1,146 @@
+"""``resonate invoke``: run a registered function durably and print its result."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import secrets
+import sys
+from contextlib import nullcontext
+from typing import Any
+
+import typer
+from resonate_daemon.records import Promise
+
+from resonate.handle import Handle
+
+from . import exits
+from .backend import Backend
+from .render import emit_json, err, fail, out
+from .session import APP_HELP, JSON_HELP, import_app, parse_duration, parse_tags, parse_value, using
+
+EXAMPLE = """
+Examples:
+
+  resonate invoke factorial 5 --app examples/factorial.py     # embedded: prints 120
+
+  resonate invoke approve_order '{"id": 7}' --id order-7 --no-wait   # through a daemon: prints order-7
+"""
+
+
+def default_id(func: str, args: list[str]) -> str:
+    """Readable and unique: ``factorial-5-1a2b3c``."""
+    parts = [func, *args]
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts)).strip("_")[:48] or "invoke"
+    return f"{text}-{secrets.token_hex(3)}"
+
+
+def invoke(
+    ctx: typer.Context,
+    func: str = typer.Argument(..., help="The registered function's name."),
+    args: list[str] = typer.Argument(None, help="Positional arguments: each JSON where it parses, else a string."),
+    kwarg: list[str] = typer.Option(None, "--kwarg", "-k", help="A keyword argument k=v (v JSON where it parses)."),
+    id: str = typer.Option(None, "--id", help="The promise id (default: FUNC-ARGS-<6 hex>)."),
+    target: str = typer.Option(None, "--target", help="Where workers run it: a group name or poll:// address."),
+    group: str = typer.Option(None, "--group", "-g", help="Shorthand for --target poll://any@GROUP."),
+    timeout: str = typer.Option(None, "--timeout", help="The execution's timeout (30s, 5m, 2h, 1d; default 1y)."),
+    version: int = typer.Option(None, "--version", help="Function version (default: the latest registered)."),
+    app: str = typer.Option(None, "--app", "-a", help=APP_HELP + " Needed without a daemon."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Print the id and return; do not wait for the result."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Invoke FUNC durably and print its result (JSON).
+
+    With a daemon up, a worker of the target group runs it (--app not needed). Without one, it runs
+    here, embedded, on the database file (--app names your code). Re-invoking an id that already
+    completed prints the stored result at once.
+    """
+    if target and group:
+        fail("give --target or --group, not both", exits.USAGE, as_json=as_json)
+    secs = parse_duration(timeout)
+    kwargs: dict[str, Any] = {k: parse_value(v) for k, v in parse_tags(kwarg).items()}
+    values = [parse_value(a) for a in (args or [])]
+    pid = id or default_id(func, list(args or []))
+    module = import_app(app, as_json=as_json)
+    where = target or (f"poll://any@{group}" if group else None)
+    with using(ctx, as_json=as_json, app=module) as backend:
+        opts: dict[str, Any] = {"timeout": secs, "version": version or None}
+        if backend.daemon:
+            opts["target"] = where or "default"
+            handle = backend.resonate.options(**opts).begin_rpc(pid, func, *values, **kwargs)
+        else:
+            if module is None:
+                fail(f"no daemon answers at {backend.target.socket_path}, so {func} would run here; pass --app "
+                     "with your code (e.g. --app examples/factorial.py), or start one: resonate serve --app ...",
+                     exits.USAGE, as_json=as_json)
+            if where:
+                fail("--target/--group need a daemon (workers run there); without one, invoke runs here",
+                     exits.USAGE, as_json=as_json)
+            backend.resonate.registry.get(func, version or 0)  # NotRegistered now, naming what is
+            handle = backend.resonate.options(**opts).begin_run(pid, func, *values, **kwargs)
+        if no_wait:
+            if not backend.daemon:
+                settle(backend, handle)  # embedded: run until done or suspended, while we hold the file
+            promise = backend.resonate.promises.get(pid)
+            if as_json:
+                emit_json(promise.to_json())
+            else:
+                print(pid)
+            return
+        finish(backend, handle, func, where or "default", as_json)
+
+
+def settle(backend: Backend, handle: Handle[Any]) -> None:
+    """Embedded --no-wait: give the execution the chance to finish or suspend before we close the file."""
+    engine = backend.transport.engine
+    while not handle.done():
+        busy = [t for t in engine.search_tasks(("CLAIMED",), 1000) if t.root_promise_id == handle.id]
+        if not busy:
+            return
+        concurrent.futures.wait([handle.future], timeout=0.02)
+
+
+def finish(backend: Backend, handle: Handle[Any], func: str, target: str, as_json: bool) -> None:
+    try:
+        with _spinner(backend, handle.id, func, target):
+            exc = handle.future.exception()  # blocks until the execution completes; never raises it
+    except KeyboardInterrupt:
+        err.print(f"stopped waiting; {handle.id} goes on (see: resonate promises get {handle.id})")
+        raise typer.Exit(130) from None
+    promise = backend.resonate.promises.get(handle.id)
+    if promise.pending:  # the handle failed without the promise completing: a transport error
+        raise exc if exc is not None else RuntimeError("the execution ended without a result")
+    report(promise, as_json)
+
+
+def report(promise: Promise, as_json: bool) -> None:
+    """Print a completed promise's value (or error on stderr) and exit with the state's code."""
+    from .render import data_json
+
+    value = data_json(promise.value)
+    code = exits.code_for_state(promise.state)
+    if as_json:
+        doc = promise.to_json()
+        doc["result"] = value
+        emit_json(doc)
+    elif code == exits.OK:
+        out.print_json(json.dumps(value)) if sys.stdout.isatty() else print(json.dumps(value))
+    else:
+        message = value.get("__error__") if isinstance(value, dict) else value
+        what = {"REJECTED_TIMEDOUT": "timed out", "REJECTED_CANCELED": "was canceled"}.get(promise.state, "failed")
+        err.print(f"[bold red]error:[/] {promise.id} {what}" + (f": {message}" if message else ""),
+                  highlight=False)
+    if code != exits.OK:
+        raise typer.Exit(code)
+
+
+def _spinner(backend: Backend, id: str, func: str, target: str) -> Any:
+    if not sys.stderr.isatty():
+        return nullcontext()
+    text = f"waiting for {id} ({func})"
+    if backend.daemon:
+        group = target.split("@", 1)[1].split("/", 1)[0] if "@" in target else target
+        if not backend.workers().get(group):
+            text += f" [yellow]- no worker of group {group!r} is connected; start one: resonate worker APP --group {group}[/]"
+    return err.status(text)

@@ -1,0 +1,223 @@
+"""Output: rich tables and trees for people, one JSON document (or NDJSON) for scripts, errors on stderr."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NoReturn
+
+import typer
+from resonate_daemon.records import TAG_INVOKE, TAG_PARENT, TAG_SCOPE, TAG_TIMEOUT, Promise
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from resonate.execution import TAG_FUNC
+
+from . import exits
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+STATE_STYLE = {"PENDING": "yellow", "RESOLVED": "green", "REJECTED": "red", "REJECTED_CANCELED": "magenta",
+               "REJECTED_TIMEDOUT": "red"}
+
+
+def emit_json(doc: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(doc, separators=(",", ":"), sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def emit_lines(docs: Iterable[Any]) -> None:
+    for doc in docs:
+        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int, *, as_json: bool = False, kind: str | None = None,
+         api_code: int | None = None) -> NoReturn:
+    """Print an error on stderr (``{"error": {...}}`` under --json) and exit with ``code``."""
+    if as_json:
+        body: dict[str, Any] = {"message": message, "exit": code}
+        if kind:
+            body["type"] = kind
+        if api_code:
+            body["code"] = api_code
+        sys.stderr.write(json.dumps({"error": body}) + "\n")
+    else:
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def fail_with(exc: BaseException, *, as_json: bool = False) -> NoReturn:
+    code = exits.code_for(exc)
+    api_code = getattr(exc, "code", None)
+    fail(str(exc) or type(exc).__name__, code, as_json=as_json, kind=type(exc).__name__,
+         api_code=api_code if isinstance(api_code, int) else None)
+
+
+# -- values -------------------------------------------------------------------------------------
+
+def data_text(value: Any) -> str | None:
+    """A ``{headers, data}`` value's data as text (base64 decoded), or None when empty."""
+    data = value.data if hasattr(value, "data") else (value or {}).get("data")
+    if not data:
+        return None
+    try:
+        return base64.b64decode(data).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return data
+
+
+def data_json(value: Any) -> Any:
+    """The data parsed as JSON where it parses, else the text (for display and --json convenience)."""
+    text = data_text(value)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    if s < 86400:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def state_text(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def kind_of(p: Promise) -> str:
+    """What a promise stands for: invocation, run/rpc, sleep, or a wait on the outside world."""
+    if p.tags.get(TAG_TIMEOUT) == "true":
+        return "sleep"
+    scope = p.tags.get(TAG_SCOPE)
+    if p.tags.get(TAG_INVOKE):
+        return "rpc" if p.tags.get(TAG_PARENT) else "invoke"
+    if scope == "local":
+        return "run"
+    return "promise"
+
+
+def is_human_wait(p: Promise) -> bool:
+    """A pending promise no function will complete: no invocation target, not a sleep, not a run step."""
+    return (p.pending and TAG_INVOKE not in p.tags and p.tags.get(TAG_TIMEOUT) != "true"
+            and p.tags.get(TAG_SCOPE) != "local")
+
+
+# -- promises -----------------------------------------------------------------------------------
+
+def promise_table(promises: list[Promise], cursor: str | None = None) -> None:
+    table = Table(box=None, header_style="bold")
+    id_width = min(max([len(p.id) for p in promises] + [2]), 48)
+    for col in ("ID", "STATE", "KIND", "FUNCTION", "CREATED", "TIMEOUT / DONE", "VALUE"):
+        table.add_column(col, overflow="ellipsis", no_wrap=True,
+                         min_width={"ID": id_width, "STATE": 8, "KIND": 7}.get(col, 4))
+    for p in promises:
+        done = when(p.completed_on) if p.completed_on else when(p.timeout)
+        value = data_json(p.value) if not p.pending else None
+        table.add_row(escape(p.id), state_text(p.state), kind_of(p), escape(p.tags.get(TAG_FUNC, "")),
+                      when(p.created_on), done, escape(short(value, 40)) if value is not None else "")
+    out.print(table)
+    if not promises:
+        err.print("no promises match")
+    if cursor:
+        err.print(f"more: --cursor {cursor}", highlight=False)
+
+
+def promise_detail(p: Promise, callbacks: list[dict[str, Any]] | None = None) -> None:
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("id", escape(p.id))
+    table.add_row("state", state_text(p.state))
+    table.add_row("kind", kind_of(p))
+    table.add_row("created", when(p.created_on))
+    table.add_row("timeout", when(p.timeout))
+    if p.completed_on:
+        table.add_row("completed", f"{when(p.completed_on)} (took {duration(p.completed_on - p.created_on)})")
+    param = data_json(p.param)
+    if param is not None:
+        table.add_row("param", escape(json.dumps(param, indent=2) if not isinstance(param, str) else param))
+    if not p.pending:
+        value = data_json(p.value)
+        table.add_row("value", escape(json.dumps(value, indent=2) if not isinstance(value, str) else value))
+    for k, v in sorted(p.tags.items()):
+        table.add_row(f"tag {escape(k)}", escape(v))
+    if callbacks is not None:
+        if callbacks:
+            for cb in callbacks:
+                who = "execution" if cb.get("kind") == "resume" else "caller"
+                table.add_row("waiting", f"{who} {escape(cb.get('rootPromiseId') or cb.get('id', ''))}")
+        elif p.pending:
+            table.add_row("waiting", "nobody is waiting on it yet")
+    out.print(table)
+
+
+# -- tree ---------------------------------------------------------------------------------------
+
+def tree_label(p: Promise, now: int) -> str:
+    func = p.tags.get(TAG_FUNC, "")
+    kind = kind_of(p)
+    if p.pending:
+        extra = "sleeping" if kind == "sleep" else "waiting" if kind == "promise" else "running or waiting"
+        extra += f", for {duration(now - p.created_on)}"
+    else:
+        extra = duration((p.completed_on or now) - p.created_on)
+    name = f"[bold]{escape(func)}[/] " if func and kind != "sleep" else ""
+    return f"{name}[dim]{escape(p.id)}[/] {kind} {state_text(p.state)} [dim]({extra})[/]"
+
+
+def tree(root: Promise, children: dict[str, list[Promise]]) -> Tree:
+    now = now_ms()
+    top = Tree(tree_label(root, now))
+    stack = [(top, root)]
+    while stack:
+        node, p = stack.pop()
+        for child in sorted(children.get(p.id, []), key=lambda c: (c.created_on, c.id)):
+            sub = node.add(tree_label(child, now))
+            stack.append((sub, child))
+    return top
+
+
+def tree_json(root: Promise, children: dict[str, list[Promise]]) -> dict[str, Any]:
+    def node(p: Promise) -> dict[str, Any]:
+        kids = sorted(children.get(p.id, []), key=lambda c: (c.created_on, c.id))
+        return {**p.to_json(), "kind": kind_of(p), "func": p.tags.get(TAG_FUNC),
+                "children": [node(c) for c in kids]}
+
+    return node(root)

@@ -1,0 +1,105 @@
+"""``resonate serve`` (the daemon, in the foreground) and ``resonate worker`` (run an app's functions)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import fields
+from typing import Any
+
+import typer
+from resonate_daemon import errors as api
+from resonate_daemon.config import ServeConfig
+
+from . import exits
+from .backend import Target, app_registry, daemon_client, probe
+from .render import err, fail
+from .session import APP_HELP, import_app, target_of
+
+SOCKET_HELP = "Unix socket path (default: under the user runtime dir)."
+
+
+def serve(
+    socket: str = typer.Option(None, "--socket", envvar="RESONATE_SOCKET", help=SOCKET_HELP),
+    db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="SQLite database file (default: user data dir)."),
+    http: str = typer.Option(None, "--http", metavar="HOST:PORT", help="Also listen on TCP (token required)."),
+    poll_port: int = typer.Option(None, "--poll-port", metavar="PORT", help="Legacy push stream port (GET /{group}/{pid})."),
+    token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Token for TCP clients (default: generated beside the db)."),
+    durability: str = typer.Option(None, "--durability", help="SQLite synchronous mode: full or normal."),
+    max_body: int = typer.Option(None, "--max-body", metavar="BYTES", help="Request body limit (default 10 MiB)."),
+    ping_interval: float = typer.Option(None, "--ping-interval", metavar="SECONDS", help="Push stream keep-alive period."),
+    log_level: str = typer.Option(None, "--log-level", help="debug, info, warning (default), error."),
+    app: str = typer.Option(None, "--app", "-a", help=APP_HELP + " Supervised workers run it."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, help="How many worker processes for --app."),
+    reload: bool = typer.Option(False, "--reload", help="Restart the workers when the app's files change."),
+) -> None:
+    """Run the daemon in the foreground until Ctrl+C or SIGTERM.
+
+    Example: resonate serve --db ./resonate.db --http 127.0.0.1:8001
+    """
+    from resonate_daemon.server import serve as run
+
+    known = {f.name for f in fields(ServeConfig)}
+    extra: dict[str, Any] = {}
+    for name, value, flag in (("app", app, "--app"), ("workers", workers, "--workers"), ("reload", reload or None, "--reload")):
+        if value is None:
+            continue
+        if name not in known:
+            fail(f"{flag} is not yet supported by this daemon; run `resonate worker APP --group G` beside "
+                 "`resonate serve` instead", exits.USAGE)
+        extra[name] = value
+    try:
+        config = ServeConfig.resolve(socket=socket, db=db, http=http, poll_port=poll_port, token=token,
+                                     durability=durability, max_body=max_body, ping_interval_s=ping_interval,
+                                     log_level=log_level, **extra)
+    except api.InvalidRequest as exc:
+        fail(str(exc), exits.USAGE)
+    try:
+        code = run(config)
+    except api.ResonateError as exc:  # StartupError, StoreLocked: say why, no traceback
+        fail(f"cannot start: {exc}", exits.ERROR)
+    raise typer.Exit(code)
+
+
+def worker(
+    ctx: typer.Context,
+    app: str = typer.Argument(..., help=APP_HELP),
+    group: str = typer.Option("default", "--group", "-g", help="The group whose tasks this worker takes."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, help="Threads running executions (default 4)."),
+    socket: str = typer.Option(None, "--socket", help=SOCKET_HELP + " Overrides the global flag."),
+    url: str = typer.Option(None, "--url", help="The daemon's URL (TCP), instead of the socket."),
+    token: str = typer.Option(None, "--token", help="Bearer token for --url."),
+) -> None:
+    """Run APP's registered functions for a daemon until Ctrl+C or SIGTERM.
+
+    Example: resonate worker examples/factorial.py --group default
+    """
+    base = target_of(ctx)
+    target = Target(socket or base.socket, url or base.url, token or base.token, base.db)
+    module = import_app(app)
+    assert module is not None
+    try:
+        registry, deps = app_registry(module)
+    except LookupError as exc:
+        fail(str(exc), exits.USAGE)
+    if probe(target) is None:
+        fail(f"no resonate daemon answers at {target.where}; a worker needs one: start `resonate serve`",
+             exits.UNREACHABLE)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    client, _ = daemon_client(target, group=group, registry=registry, dependencies=deps, retry_for=30.0)
+    try:
+        client.start()
+        names = ", ".join(registry.names()) or "nothing"
+        err.print(f"worker {client.pid} of group {group!r} on {target.where}: {names}", highlight=False)
+        while not stop.wait(1.0):  # wake now and then so the interpreter can run signal handlers
+            pass
+        err.print("stopping: handing unfinished work back", highlight=False)
+    finally:
+        client.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

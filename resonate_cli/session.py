@@ -1,0 +1,122 @@
+"""What every command shares: the global target, opening the backend once, parsing flags, mapping errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+import typer
+
+from . import exits
+from .backend import Backend, NeedsDaemon, Target, load_app, open_backend
+from .render import fail, fail_with
+
+JSON_HELP = "Print one JSON document on stdout (the API's field names)."
+JSON_LINES_HELP = "Print one JSON object per line (NDJSON)."
+APP_HELP = "Your app: a module path (pkg.mod) or a file (examples/factorial.py) that registers functions."
+
+
+def target_of(ctx: typer.Context) -> Target:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Target) else Target()
+
+
+def import_app(spec: str | None, *, as_json: bool = False) -> ModuleType | None:
+    if not spec:
+        return None
+    try:
+        return load_app(spec)
+    except typer.Exit:
+        raise
+    except (ImportError, FileNotFoundError, LookupError) as exc:
+        fail(f"cannot load app {spec!r}: {exc}", exits.USAGE, as_json=as_json, kind=type(exc).__name__)
+    except Exception as exc:  # the app's own import-time code failed: show what, not our traceback
+        fail(f"importing app {spec!r} raised {type(exc).__name__}: {exc}", exits.ERROR, as_json=as_json)
+
+
+@contextmanager
+def using(ctx: typer.Context, *, as_json: bool = False, app: ModuleType | None = None,
+          require_daemon: bool = False) -> Iterator[Backend]:
+    """Open the backend for one command, map every error to its exit code, and always close it."""
+    try:
+        backend = open_backend(target_of(ctx), app=app, require_daemon=require_daemon)
+    except NeedsDaemon as exc:
+        fail(str(exc), exits.UNREACHABLE, as_json=as_json, kind="NeedsDaemon")
+    except LookupError as exc:  # the app has no Resonate instance
+        fail(str(exc), exits.USAGE, as_json=as_json, kind="LookupError")
+    except Exception as exc:
+        fail_with(exc, as_json=as_json)
+    try:
+        yield backend
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        fail("interrupted", 130, as_json=as_json)
+    except Exception as exc:
+        fail_with(exc, as_json=as_json)
+    finally:
+        backend.close()
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31_536_000}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``90``, ``90s``, ``5m``, ``2h``, ``1d``, ``500ms`` -> seconds."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)?\s*", text)
+    if not m:
+        raise typer.BadParameter(f"{text!r} is not a duration; use e.g. 30s, 5m, 2h, 1d")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def parse_tags(items: list[str] | None) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not k=v")
+        tags[key] = value
+    return tags
+
+
+def parse_value(text: str) -> object:
+    """An argument: JSON where it parses (5, true, {"a": 1}), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_data(text: str | None, *, as_json: bool = False) -> str | None:
+    """``--data``: JSON text, ``@file``, or ``-`` for stdin; validated as JSON before anything is sent."""
+    if text is None:
+        return None
+    source = "--data"
+    if text == "-":
+        text, source = sys.stdin.read(), "stdin"
+    elif text.startswith("@"):
+        try:
+            with open(text[1:]) as f:
+                text, source = f.read(), text[1:]
+        except OSError as exc:
+            fail(f"cannot read {text[1:]!r}: {exc.strerror}", exits.USAGE, as_json=as_json)
+    error = json_error(text)
+    if error:
+        fail(f"{source} is not valid JSON: {error}", exits.USAGE, as_json=as_json, kind="InvalidJSON")
+    return text.strip()
+
+
+def json_error(text: str) -> str | None:
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
