@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,6 @@ from resonate import (
     Constant,
     Context,
     Never,
-    NondeterminismError,
     NotRegistered,
     PromiseTimedOut,
     Resonate,
@@ -29,14 +27,6 @@ class InsufficientFunds(Exception):
     def __init__(self, account: str, short: int) -> None:
         super().__init__(account, short)
         self.account, self.short = account, short
-
-
-def charge(ctx: Context) -> str:
-    return "charged"
-
-
-def refund(ctx: Context) -> str:
-    return "refunded"
 
 
 @pytest.fixture
@@ -171,41 +161,6 @@ def test_non_json_values_round_trip(resonate: Resonate) -> None:
     assert resonate.get("shapes").result(timeout=WAIT)[0] == (3, 4)
 
 
-def test_nondeterministic_replay_names_both_functions(short_dir: str) -> None:
-    db = os.path.join(short_dir, "nd.db")
-    first = Resonate.local(path=db)
-    waiting = threading.Event()
-
-    @first.register(name="flow")
-    def flow_v1(ctx: Context) -> Any:
-        yield ctx.run(charge)
-        p = yield ctx.promise()
-        yield ctx.run(lambda _ctx: waiting.set())
-        return (yield p)
-
-    handle = flow_v1.begin_run("order-1")
-    assert waiting.wait(WAIT)
-    first.stop()  # waits for the execution to suspend
-    assert not handle.done()
-
-    second = Resonate.local(path=db)
-    try:
-        @second.register(name="flow")
-        def flow_v2(ctx: Context) -> Any:
-            yield ctx.run(refund)  # a different function where the history records charge
-            p = yield ctx.promise()
-            return (yield p)
-
-        handle = second.get("order-1")
-        second.promises.resolve("order-1.2", data='"ok"')
-        with pytest.raises(NondeterminismError) as info:
-            handle.result(timeout=WAIT)
-        assert (info.value.position, info.value.recorded, info.value.called) == ("order-1.1", "charge", "refund")
-        assert "charge" in str(info.value) and "refund" in str(info.value)
-    finally:
-        second.stop()
-
-
 def test_retries_then_success(resonate: Resonate) -> None:
     calls: list[int] = []
 
@@ -270,35 +225,6 @@ def test_rerunning_a_completed_id_returns_the_stored_value(short_dir: str) -> No
     with Resonate.local(path=db) as r2:
         assert make(r2).run("w") == 42  # another process on the same file
     assert calls == ["work", "step"]
-
-
-def test_random_and_time_are_recorded(short_dir: str) -> None:
-    db = os.path.join(short_dir, "rt.db")
-    seen: list[tuple[float, float]] = []
-    waiting = threading.Event()
-
-    def make(r: Resonate) -> Any:
-        @r.register
-        def draw(ctx: Context) -> Any:
-            x = yield ctx.random.random()
-            t = yield ctx.time.time()
-            seen.append((x, t))
-            p = yield ctx.promise()
-            yield ctx.run(lambda _ctx: waiting.set())
-            yield p
-            return [x, t]
-        return draw
-
-    r1 = Resonate.local(path=db)
-    make(r1).begin_run("draw")
-    assert waiting.wait(WAIT)
-    r1.stop()
-    with Resonate.local(path=db) as r2:
-        make(r2)
-        handle = r2.get("draw")
-        r2.promises.resolve("draw.3", data="null")
-        assert handle.result(timeout=WAIT) == list(seen[0])
-    assert len(seen) == 2 and seen[0] == seen[1]  # the replay saw the recorded values
 
 
 def test_sleep_resumes(resonate: Resonate) -> None:
