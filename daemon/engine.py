@@ -100,7 +100,7 @@ class Engine:
         self._earliest: int | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------
-    def _run(self, fn: Callable[[int], T]) -> T:
+    def _run(self, fn: Callable[[int], T | _Fail]) -> T:
         """Run ``fn(now)`` in one transaction; deliver its messages after commit; raise deferred errors.
 
         ``fn`` may return a ``_Fail``: the transaction still commits (a lazy timeout it stored stays

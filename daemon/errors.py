@@ -46,19 +46,19 @@ class Unauthorized(ResonateError):
 
 
 class AlreadyResolved(ResonateError):
-    """A completion or strict create met a promise that is already RESOLVED."""
+    """A completion met a promise that is already RESOLVED (a create gets PromiseAlreadyExists)."""
 
     code = 40301
 
 
 class AlreadyRejected(ResonateError):
-    """A completion or strict create met a promise that is already REJECTED."""
+    """A completion met a promise that is already REJECTED."""
 
     code = 40302
 
 
 class AlreadyCanceled(ResonateError):
-    """A completion or strict create met a promise that is already REJECTED_CANCELED."""
+    """A completion met a promise that is already REJECTED_CANCELED."""
 
     code = 40303
 

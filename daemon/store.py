@@ -138,6 +138,12 @@ def _migrate_1(db: pw.Database) -> None:
 MIGRATIONS = [_migrate_1]
 
 
+def _first(query: Any) -> dict[str, Any] | None:
+    """The first row of a ``.dicts()`` query (peewee's hints type it as a model instance)."""
+    row: dict[str, Any] | None = query.first()
+    return row
+
+
 def _dumps(obj: dict[str, str] | None) -> str | None:
     return json.dumps(obj, separators=(",", ":")) if obj else None
 
@@ -305,7 +311,8 @@ class Store:
     def get_promises(self, ids: list[str]) -> dict[str, Promise]:
         out: dict[str, Promise] = {}
         for i in range(0, len(ids), 500):
-            for row in PromiseRow.select().where(PromiseRow.id.in_(ids[i:i + 500])).dicts():
+            rows: list[Any] = list(PromiseRow.select().where(PromiseRow.id.in_(ids[i:i + 500])).dicts())
+            for row in rows:
                 out[row["id"]] = _promise(row)
         return out
 
@@ -347,7 +354,7 @@ class Store:
                         tags: dict[str, str] | None, limit: int,
                         cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
         """Newest first; ``cursor`` is the (created_on, id) of the last row of the previous page."""
-        cond = pw.SQL("1 = 1")
+        cond: Any = pw.SQL("1 = 1")
         if id_glob and id_glob != "*":
             if "*" in id_glob:
                 # SQL narrows by the literal prefix (an index range); fnmatch decides the rest.
@@ -367,11 +374,11 @@ class Store:
         page = max(limit, 100)
         last: tuple[int, str] | None = None
         while len(out) < limit:
-            extra = pw.SQL("1 = 1")
+            extra: Any = pw.SQL("1 = 1")
             if last:
                 extra = ((PromiseRow.created_on < last[0]) |
                          ((PromiseRow.created_on == last[0]) & (PromiseRow.id < last[1])))
-            rows = list(PromiseRow.select().where(cond & extra).order_by(*order).limit(page).dicts())
+            rows: list[Any] = list(PromiseRow.select().where(cond & extra).order_by(*order).limit(page).dicts())
             for row in rows:
                 last = (row["created_on"], row["id"])
                 p = _promise(row)
@@ -389,7 +396,8 @@ class Store:
 
     def count_promises_by_state(self) -> dict[str, int]:
         query = PromiseRow.select(PromiseRow.state, pw.fn.COUNT(PromiseRow.id)).group_by(PromiseRow.state)
-        return {state: n for state, n in query.tuples()}
+        rows: list[tuple[str, int]] = list(query.tuples())  # type: ignore[arg-type]  # peewee hints say model
+        return dict(rows)
 
     # -- tasks ------------------------------------------------------------------------------------
     def get_task(self, id: str) -> Task | None:
@@ -444,11 +452,12 @@ class Store:
 
     def count_tasks_by_state(self) -> dict[str, int]:
         query = TaskRow.select(TaskRow.state, pw.fn.COUNT(TaskRow.id)).group_by(TaskRow.state)
-        return {state: n for state, n in query.tuples()}
+        rows: list[tuple[str, int]] = list(query.tuples())  # type: ignore[arg-type]  # peewee hints say model
+        return dict(rows)
 
     # -- callbacks and subscriptions ----------------------------------------------------------------
     def get_callback(self, id: str) -> Callback | None:
-        row = CallbackRow.select().where(CallbackRow.id == id).dicts().first()
+        row = _first(CallbackRow.select().where(CallbackRow.id == id).dicts())
         return _callback(row) if row else None
 
     def insert_callback(self, c: Callback) -> None:
@@ -468,7 +477,7 @@ class Store:
 
     # -- schedules --------------------------------------------------------------------------------
     def get_schedule(self, id: str) -> Schedule | None:
-        row = ScheduleRow.select().where(ScheduleRow.id == id).dicts().first()
+        row = _first(ScheduleRow.select().where(ScheduleRow.id == id).dicts())
         return _schedule(row) if row else None
 
     def upsert_schedule(self, s: Schedule) -> None:
@@ -489,7 +498,7 @@ class Store:
                 query = query.where(ScheduleRow.id.startswith(id_glob.split("*", 1)[0]))
             else:
                 query = query.where(ScheduleRow.id == id_glob)
-        rows = query.order_by(ScheduleRow.created_on.desc()).limit(limit).dicts()
+        rows: list[Any] = list(query.order_by(ScheduleRow.created_on.desc()).limit(limit).dicts())
         return [_schedule(r) for r in rows if _glob(id_glob, r["id"])]
 
     def due_schedules(self, now: int, limit: int = 100) -> list[Schedule]:
@@ -528,7 +537,7 @@ def _task_t(r: tuple[Any, ...]) -> Task:
     return _task(dict(zip(TASK_COLUMNS, r, strict=True)))
 
 
-def _promise(row: dict[str, Any]) -> Promise:
+def _promise(row: Any) -> Promise:
     return Promise(
         id=row["id"], state=row["state"],
         param=Value(_loads(row["param_headers"]), row["param_data"]),
@@ -539,7 +548,7 @@ def _promise(row: dict[str, Any]) -> Promise:
     )
 
 
-def _task(row: dict[str, Any]) -> Task:
+def _task(row: Any) -> Task:
     return Task(
         id=row["id"], counter=row["counter"], root_promise_id=row["root_id"], type=row["type"],
         state=row["state"], recv=row["recv"], timeout=row["timeout"], created_on=row["created_on"],
@@ -556,12 +565,12 @@ def _task_row(t: Task) -> dict[str, Any]:
     )
 
 
-def _callback(row: dict[str, Any]) -> Callback:
+def _callback(row: Any) -> Callback:
     return Callback(id=row["id"], promise_id=row["promise_id"], root_promise_id=row["root_id"],
                     recv=row["recv"], timeout=row["timeout"], created_on=row["created_on"], kind=row["kind"])
 
 
-def _schedule(row: dict[str, Any]) -> Schedule:
+def _schedule(row: Any) -> Schedule:
     return Schedule(
         id=row["id"], cron=row["cron"], promise_id=row["promise_id"], promise_timeout=row["promise_timeout"],
         next_run_time=row["next_run_time"], created_on=row["created_on"], description=row["description"],

@@ -98,13 +98,11 @@ class Resonate:
         self._dependencies[name] = obj
 
     @overload
-    def register(self, func: Callable[..., Any], /) -> Function[Any, Any]: ...
-    @overload
     def register(self, *, name: str | None = None, version: int = 1) -> Callable[[Callable[..., Any]], Function[Any, Any]]: ...
     @overload
-    def register(self, func: Callable[..., Any], /, *, name: str | None = None, version: int = 1) -> Function[Any, Any]: ...
+    def register(self, func: Callable[..., Any], *, name: str | None = None, version: int = 1) -> Function[Any, Any]: ...
 
-    def register(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None,
+    def register(self, func: Callable[..., Any] | None = None, *, name: str | None = None,
                  version: int = 1) -> Any:
         """Register a function: ``@resonate.register``, ``@resonate.register(name="x", version=2)``,
         or ``resonate.register(f)``. Its first parameter is the ``Context``."""
