@@ -49,6 +49,9 @@ class Peer:
     w6_child: Callable[[int, Path, Path], Any]
     # workload id -> extra notes for its JSON line
     notes: dict[str, list[str]] = field(default_factory=dict)
+    # W6 done another way than kill-and-restart of one process: fn(steps, store_dir) -> fields
+    # (ours through the daemon: SIGKILL a worker, another worker resumes)
+    w6_parent: Callable[[int, Path], dict[str, Any]] | None = None
 
 
 def inc(i: int) -> int:
@@ -214,7 +217,10 @@ def _run_inner(peer: Peer, script: str, workload: str, n: int) -> int:
     store = Path(tempfile.mkdtemp(prefix=f"bench-{workload}-", dir="/tmp"))
     peak = 0.0
     try:
-        if workload == "W6":
+        if workload == "W6" and peer.w6_parent is not None:
+            fields = peer.w6_parent(n, store)
+            peak = fields.pop("child_peak_rss_mb", None) or 0.0
+        elif workload == "W6":
             fields = run_w6_parent(script, n, store)
             peak = fields.pop("child_peak_rss_mb") or 0.0
         else:

@@ -58,6 +58,9 @@ PEERS = {
         "print(m.version('resonate-sdk'))",
         "official Resonate Python SDK 0.6.7 (local mode keeps its store in memory)",
     ),
+    # Not a peer: matplotlib for bench/run's bar chart, kept out of the project's dependencies.
+    "plot": Peer("plot", "3.11", ("matplotlib",), "import matplotlib; print(matplotlib.__version__)",
+                 "matplotlib for the bar chart of bench/run (bench/chart.py)"),
 }
 
 
