@@ -132,7 +132,7 @@ def create(ctx: typer.Context, id: str = typer.Argument(..., help="The new promi
            data: str = typer.Option(None, "--data", "-d", help=DATA_HELP),
            tag: list[str] = TAG,
            idempotency_key: str = typer.Option(None, "--idempotency-key", help="Default: the id."),
-           strict: bool = typer.Option(False, "--strict", help="Fail if it exists, even with the same key."),
+           strict: bool = typer.Option(False, "--strict", help="Strict idempotency (PROTOCOL.md): a completed promise is not reused."),
            as_json: bool = JSON) -> None:
     """Create a pending promise (for example one a person or script will resolve).
 

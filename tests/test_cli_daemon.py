@@ -1,0 +1,179 @@
+"""The CLI against a real daemon subprocess and a real `resonate worker` subprocess.
+
+Includes the interactive resolve, driven through a real pseudo-terminal (pexpect): pick the promise,
+type bad JSON, see the validation error, type good JSON, confirm, and the waiting function continues
+in the worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pexpect
+import pytest
+from daemon_proc import Daemon
+from typer.testing import CliRunner
+
+from resonate_cli import exits
+from resonate_cli.main import app
+
+APP = os.path.join(os.path.dirname(__file__), "programs", "cli_app.py")
+CLI = [sys.executable, "-m", "resonate_cli"]
+
+
+def cli_env(daemon: Daemon) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESONATE_")}
+    env.update(RESONATE_SOCKET=daemon.socket, NO_COLOR="1", COLUMNS="200")
+    return env
+
+
+def connected(daemon: Daemon, group: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    with daemon.client() as c:
+        while time.monotonic() < deadline:
+            if c.get("/v1/status").json()["workers"].get(group):
+                return
+            time.sleep(0.02)  # a poll interval bounded by the deadline, not a guess at readiness
+    raise TimeoutError(f"no worker of {group!r} connected: {daemon.stderr()}")
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    d = Daemon().start()
+    worker = subprocess.Popen([*CLI, "worker", APP, "--group", "default"], env=cli_env(d),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        connected(d, "default")
+        yield d
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=15) == 0, worker.stderr.read() if worker.stderr else ""
+        if worker.stderr:
+            worker.stderr.close()
+        d.stop()
+        d.cleanup()
+
+
+def run(daemon: Daemon, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=cli_env(daemon), capture_output=True, text=True, timeout=timeout)
+
+
+def inproc(daemon: Daemon, *args: str) -> Any:
+    return CliRunner().invoke(app, ["--socket", daemon.socket, *args], env={"RESONATE_DB": "", "RESONATE_URL": ""})
+
+
+def test_invoke_through_the_daemon_needs_no_app(daemon: Daemon) -> None:
+    r = run(daemon, "invoke", "factorial", "5", "--id", "d-f5")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "120\n"
+    tree = json.loads(inproc(daemon, "tree", "d-f5", "--json").stdout)
+    assert tree["func"] == "factorial" and tree["children"][0]["kind"] == "run"
+    assert tree["children"][0]["tags"]["resonate:parent"] == "d-f5"
+
+
+def test_rejected_execution_exits_7(daemon: Daemon) -> None:
+    r = run(daemon, "invoke", "fail", "boom", "--json")
+    assert r.returncode == exits.REJECTED
+    assert json.loads(r.stdout)["state"] == "REJECTED" and "boom" in r.stdout
+
+
+def test_status_and_workers_report_the_daemon(daemon: Daemon) -> None:
+    s = json.loads(inproc(daemon, "status", "--json").stdout)
+    assert s["mode"] == "daemon" and s["socket"] == daemon.socket and s["db"] == daemon.db
+    assert s["workers"]["default"] and isinstance(s["pid"], int)
+    w = json.loads(inproc(daemon, "workers", "--json").stdout)
+    assert w["workers"]["default"] == s["workers"]["default"]
+    human = inproc(daemon, "workers")
+    assert "default" in human.stdout
+    t = json.loads(inproc(daemon, "tasks", "list", "--json").stdout)
+    assert all({"id", "counter", "state"} <= set(x) for x in t["tasks"])
+
+
+def test_promise_commands_and_exit_codes_over_the_socket(daemon: Daemon) -> None:
+    assert inproc(daemon, "promises", "create", "d-ask", "--data", '{"q": 2}').exit_code == 0
+    got = inproc(daemon, "promises", "get", "d-ask", "--json")
+    assert got.exit_code == 0 and json.loads(got.stdout)["state"] == "PENDING"
+    assert inproc(daemon, "promises", "get", "d-nope").exit_code == exits.NOT_FOUND
+    assert inproc(daemon, "promises", "create", "d-ask", "--idempotency-key", "k").exit_code == exits.CONFLICT
+    assert inproc(daemon, "promises", "resolve", "d-ask", "--data", "1").exit_code == 0
+    assert inproc(daemon, "promises", "reject", "d-ask", "--data", "2").exit_code == exits.CONFLICT
+    listed = json.loads(inproc(daemon, "promises", "search", "d-*", "--json").stdout)
+    assert "d-ask" in {p["id"] for p in listed["promises"]}
+    r = inproc(daemon, "promises", "wait", "d-ask", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["result"] == 1
+
+
+def test_another_db_than_the_daemons_works_embedded(daemon: Daemon) -> None:
+    other = os.path.join(daemon.dir, "other.db")
+    r = CliRunner().invoke(app, ["--socket", daemon.socket, "--db", other, "status", "--json"])
+    assert json.loads(r.stdout)["mode"] == "embedded" and json.loads(r.stdout)["db"] == other
+
+
+# FileLock.acquire (daemon/store.py) leaves the lock file open when it reads the holder's pid; reported,
+# remove this mark once it closes it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_daemons_db_while_its_socket_is_silent_is_exit_4(daemon: Daemon) -> None:
+    r = CliRunner().invoke(app, ["--socket", os.path.join(daemon.dir, "x.sock"), "--db", daemon.db, "status"])
+    assert r.exit_code == exits.UNREACHABLE and "in use" in r.stderr
+
+
+def test_unreachable_url_is_exit_4() -> None:
+    r = CliRunner().invoke(app, ["--url", "http://127.0.0.1:9", "promises", "list"])
+    assert r.exit_code == exits.UNREACHABLE
+
+
+def test_interactive_resolve_in_a_terminal(daemon: Daemon) -> None:
+    r = run(daemon, "invoke", "approve", "42", "--id", "order-42", "--no-wait")
+    assert r.returncode == 0 and r.stdout == "order-42\n", r.stderr
+    # wait until the worker has reached the human wait (the child promise exists); bounded
+    deadline = time.monotonic() + 15
+    while json.loads(inproc(daemon, "promises", "get", "order-42.1", "--json").stdout or "{}").get("state") != "PENDING":
+        assert time.monotonic() < deadline, "the worker never created order-42.1"
+        time.sleep(0.02)  # polling another process's progress, bounded by the deadline
+
+    child = pexpect.spawn(CLI[0], [*CLI[1:], "promises", "resolve"], env=cli_env(daemon), encoding="utf-8",
+                          timeout=20, dimensions=(40, 200))
+    try:
+        child.expect("waiting on a person")
+        child.expect("order-42.1")
+        child.expect("Which one")
+        child.sendline("1")
+        child.expect("approve order 42")  # the promise's param is shown
+        child.expect("execution order-42")  # ... and who waits on it
+        child.expect(r"Value to resolve order-42\.1 with \(JSON\)")
+        child.sendline('{"approved": tru')
+        child.expect("not valid JSON")
+        child.expect(r"Value to resolve order-42\.1 with \(JSON\)")
+        child.sendline('{"approved": true}')
+        child.expect(r"Resolve order-42\.1 with \{\"approved\": true\}\?")
+        child.sendline("y")
+        child.expect("resolved order-42.1")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    r = run(daemon, "promises", "wait", "order-42", "--timeout", "20s", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["result"] == {"order": 42, "approved": True}
+
+
+def test_resolve_without_data_and_without_a_terminal_names_data(daemon: Daemon) -> None:
+    r = run(daemon, "promises", "resolve", "order-x")
+    assert r.returncode == exits.USAGE and "--data" in r.stderr
+
+
+def test_stop_sends_sigterm_and_the_daemon_exits() -> None:
+    d = Daemon().start()
+    try:
+        r = run(d, "stop")
+        assert r.returncode == 0, r.stderr
+        assert d.proc is not None and d.proc.wait(timeout=10) == 0
+        assert run(d, "stop").returncode == exits.UNREACHABLE
+    finally:
+        d.cleanup()
