@@ -283,12 +283,26 @@ class Api:
 
     async def claim_task(self, request: Request) -> Response:
         body = await self.body(request)
-        claimed = await self.call(self.engine.claim_task, _str(body, "id"), _int(body, "counter", lo=1),
-                                  _str(body, "processId"), _int(body, "ttl", default=10_000))
+        # Ours only (official workers never send it, so their answer keeps its shape): "descendants":
+        # true adds the root's recorded call graph, the replay's input, saving a request per claim.
+        with_graph = body.get("descendants") is True
+        args = (_str(body, "id"), _int(body, "counter", lo=1), _str(body, "processId"),
+                _int(body, "ttl", default=10_000))
+
+        def claim() -> tuple[Any, Any]:
+            claimed = self.engine.claim_task(*args)
+            graph = (self.engine.read(lambda: self.engine.store.promises_of_root(claimed.root.id))
+                     if with_graph else None)
+            return claimed, graph
+
+        claimed, graph = await self.call(claim)
         promises: dict[str, Any] = {"root": {"id": claimed.root.id, "data": claimed.root.to_json()}}
         if claimed.leaf is not None:  # omitted, never null: official 0.6.x workers crash on null
             promises["leaf"] = {"id": claimed.leaf.id, "data": claimed.leaf.to_json()}
-        return _json({"type": claimed.type, "promises": promises}, 201)
+        out: dict[str, Any] = {"type": claimed.type, "promises": promises}
+        if graph is not None:
+            out["descendants"] = [p.to_json() for p in graph.values()]
+        return _json(out, 201)
 
     async def complete_task(self, request: Request) -> Response:
         body = await self.body(request)
@@ -322,6 +336,33 @@ class Api:
                 raise _bad(f"invalid {what} {value!r}")
         return PushStream(self.dispatcher, group, pid, release_on_close=release_on_close)
 
+    # -- schedules --------------------------------------------------------------------------------
+    async def create_schedule(self, request: Request) -> Response:
+        body = await self.body(request)
+        description = body.get("description") or ""
+        if not isinstance(description, str):
+            raise _bad("field 'description' must be a string")
+        status, schedule = await self.call(
+            self.engine.create_schedule, _str(body, "id"), _str(body, "cron"), _str(body, "promiseId"),
+            _int(body, "promiseTimeout"), _value(body, "promiseParam"), _tags(body, "promiseTags"),
+            description, _tags(body), idempotency_key=_ikey(request))
+        return _json(schedule.to_json(), status)
+
+    async def search_schedules(self, request: Request) -> Response:
+        limit = _query_int(request, "limit", 100, 1, 1000)
+        cursor = decode_cursor(request.query_params.get("cursor"))
+        found, nxt = await self.call(self.engine.search_schedules, request.query_params.get("id") or None,
+                                     limit, cursor)
+        return _json({"schedules": [s.to_json() for s in found], "cursor": encode_cursor(nxt)})
+
+    async def get_schedule(self, request: Request) -> Response:
+        schedule = await self.call(self.engine.get_schedule, _path_id(request))
+        return _json(schedule.to_json())
+
+    async def delete_schedule(self, request: Request) -> Response:
+        await self.call(self.engine.delete_schedule, _path_id(request))
+        return Response(status_code=204)
+
     # -- extensions under /v1 ---------------------------------------------------------------------
     async def status(self, request: Request) -> Response:
         stats = await self.call(self.engine.stats)
@@ -349,6 +390,44 @@ class Api:
         limit = _query_int(request, "limit", 100, 1, 1000)
         tasks = await self.call(self.engine.search_tasks, states, limit)
         return _json({"tasks": [t.to_json() for t in tasks]})
+
+    async def create_and_subscribe(self, request: Request) -> Response:
+        # A client's rpc in one request: POST /promises then POST /promises/subscribe, in one thread hop.
+        body = await self.body(request)
+        promise, sub = _obj(body, "promise"), _obj(body, "subscription")
+        args = (_str(promise, "id"), _int(promise, "timeout"), _value(promise, "param"), _tags(promise))
+        ikey, strict = _ikey(request), _strict(request)
+        sub_args = (_str(sub, "id"), _int(sub, "timeout"), _str(sub, "recv"))
+
+        def both() -> tuple[Any, Any]:
+            created = self.engine.create_promise(*args, idempotency_key=ikey, strict=strict)
+            if not created.promise.pending:
+                return created, None
+            return created, self.engine.create_subscription(created.promise.id, *sub_args)
+
+        created, reg = await self.call(both)
+        promise_json = (reg.promise if reg is not None else created.promise).to_json()
+        callback = reg.callback.to_json() if reg is not None and reg.callback is not None else None
+        return _json({"promise": promise_json, "callback": callback}, created.status)
+
+    async def settle_step(self, request: Request) -> Response:
+        # A local step that already ran in a worker: create its promise completed, one request and one
+        # transaction instead of create + complete (the engine's create_and_complete, as local mode).
+        body = await self.body(request)
+        state = _str(body, "state").upper()
+        if state not in ("RESOLVED", "REJECTED"):
+            raise _bad(f"state must be RESOLVED or REJECTED, not {state!r}")
+        promise = await self.call(
+            self.engine.create_and_complete, _str(body, "id"), _int(body, "timeout"), _value(body, "param"),
+            _tags(body), _value(body, "value"), state)
+        return _json(promise.to_json())
+
+    async def descendants(self, request: Request) -> Response:
+        # Every promise of a call graph in one request, so that a replay in a worker looks its local
+        # steps up in memory instead of paying a round trip per replayed step.
+        root = _path_id(request)
+        found = await self.call(self.engine.read, lambda: self.engine.store.promises_of_root(root))
+        return _json({"promises": [p.to_json() for p in found.values()]})
 
     async def children(self, request: Request) -> Response:
         id = _path_id(request)
@@ -452,9 +531,16 @@ def create_app(state: AppState, *, token: str | None = None, legacy_poll_only: b
             route("/tasks/complete", api.complete_task, ["POST"]),
             route("/tasks/drop", api.drop_task, ["POST"]),
             route("/tasks/heartbeat", api.heartbeat, ["POST"]),
+            route("/schedules", api.create_schedule, ["POST"]),
+            route("/schedules", api.search_schedules, ["GET"]),
+            route("/schedules/{id:path}", api.get_schedule, ["GET"]),
+            route("/schedules/{id:path}", api.delete_schedule, ["DELETE"]),
             route("/poll/{group}/{pid}", api.poll, ["GET"]),
             route("/v1/status", api.status, ["GET"]),
             route("/v1/tasks", api.search_tasks, ["GET"]),
+            route("/v1/promises/settled", api.settle_step, ["POST"]),
+            route("/v1/promises/subscribed", api.create_and_subscribe, ["POST"]),
+            route("/v1/promises/{id:path}/descendants", api.descendants, ["GET"]),
             route("/v1/promises/{id:path}/children", api.children, ["GET"]),
             route("/v1/promises/{id:path}/callbacks", api.callbacks, ["GET"]),
         ]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from . import errors
+from . import errors, schedules
 from .clock import Clock, SystemClock
 from .records import (
     CLAIMED,
@@ -31,9 +31,12 @@ from .records import (
     REJECTED_CANCELED,
     RESOLVED,
     TAG_INVOKE,
+    TAG_PARENT,
+    TAG_ROOT,
     Callback,
     Message,
     Promise,
+    Schedule,
     Task,
     Value,
     parse_address,
@@ -147,40 +150,64 @@ class Engine:
             except ValueError as exc:
                 raise errors.InvalidRequest(str(exc)) from None
 
-        def op(now: int) -> Created | _Fail:
-            current = self.store.get_promise(id)
-            verdict = transition(current, Create(idempotency_key, strict), now)
-            if verdict.timeout_state and current is not None:
-                current = self._complete(current, verdict.timeout_state, EMPTY, None, now)
-            if verdict.error is not None:
-                return _Fail(verdict.error)
-            if verdict.write != "create":
-                assert current is not None
-                return Created(verdict.status, current)
-            promise = Promise(id=id, state=PENDING, param=param, value=EMPTY, timeout=timeout, tags=tags,
-                              created_on=now, idempotency_key_for_create=idempotency_key)
-            if now >= timeout:  # born timed out: store it completed, create no task
-                promise = replace(promise, state=timeout_state(promise), completed_on=now)
-                self.store.insert_promise(promise)
-                return Created(201, promise)
-            self.store.insert_promise(promise)
-            self._deadline(timeout)
-            task = None
-            if target is not None:
-                task = Task(id=f"__invoke:{id}", counter=1, root_promise_id=id, type="invoke", state=INIT,
-                            recv=target, timeout=timeout, created_on=now)
-                if claim is not None:
-                    pid, ttl = claim
-                    task = replace(task, state=CLAIMED, process_id=pid, ttl=ttl, expires_at=now + ttl)
-                    self._deadline(task.expires_at)
-                    self.store.insert_task(task)
-                else:
-                    self.store.insert_task(task)
-                    self._dispatch_root(id)
-                    task = None
-            return Created(201, promise, task)
+        return self._run(lambda now: self._create(now, id, timeout, param, tags, idempotency_key, strict, claim))
 
-        return self._run(op)
+    def _create(self, now: int, id: str, timeout: int, param: Value, tags: dict[str, str],
+                idempotency_key: str | None, strict: bool, claim: tuple[str, int] | None) -> Created | _Fail:
+        """The create path inside a transaction (also used by schedules as they fire)."""
+        current = self.store.get_promise(id)
+        verdict = transition(current, Create(idempotency_key, strict), now)
+        if verdict.timeout_state and current is not None:
+            current = self._complete(current, verdict.timeout_state, EMPTY, None, now)
+        if verdict.error is not None:
+            return _Fail(verdict.error)
+        if verdict.write != "create":
+            assert current is not None
+            return Created(verdict.status, current)
+        refused = self._canceled_ancestor(id, tags)
+        if refused is not None:
+            return refused
+        target = tags.get(TAG_INVOKE)
+        promise = Promise(id=id, state=PENDING, param=param, value=EMPTY, timeout=timeout, tags=tags,
+                          created_on=now, idempotency_key_for_create=idempotency_key)
+        if now >= timeout:  # born timed out: store it completed, create no task
+            promise = replace(promise, state=timeout_state(promise), completed_on=now)
+            self.store.insert_promise(promise)
+            return Created(201, promise)
+        self.store.insert_promise(promise)
+        self._deadline(timeout)
+        task = None
+        if target is not None:
+            task = Task(id=f"__invoke:{id}", counter=1, root_promise_id=id, type="invoke", state=INIT,
+                        recv=target, timeout=timeout, created_on=now)
+            if claim is not None:
+                pid, ttl = claim
+                task = replace(task, state=CLAIMED, process_id=pid, ttl=ttl, expires_at=now + ttl)
+                self._deadline(task.expires_at)
+                self.store.insert_task(task)
+            else:
+                self.store.insert_task(task)
+                self._dispatch_root(id)
+                task = None
+        return Created(201, promise, task)
+
+    def _canceled_ancestor(self, id: str, tags: dict[str, str]) -> _Fail | None:
+        """A canceled execution's later writes are refused: no new promise under a canceled parent or root.
+
+        Only new promises pay for this (one or two lookups by primary key); replays of existing ones
+        take the 200 path above and never get here.
+        """
+        seen = set()
+        for key, word in ((TAG_PARENT, "parent"), (TAG_ROOT, "root")):
+            anc = tags.get(key)
+            if not anc or anc == id or anc in seen:
+                continue
+            seen.add(anc)
+            found = self.store.get_promise(anc)
+            if found is not None and found.state == REJECTED_CANCELED:
+                return _Fail(errors.AlreadyCanceled(
+                    f"promise {id!r} not created: its {word} {anc!r} was canceled", {"canceled": anc}))
+        return None
 
     def complete_promise(self, id: str, state: str, value: Value = EMPTY,
                          idempotency_key: str | None = None, strict: bool = False) -> tuple[int, Promise]:
@@ -214,7 +241,7 @@ class Engine:
         """
         check_id(id)
 
-        def op(now: int) -> Promise:
+        def op(now: int) -> Promise | _Fail:
             current = self.store.get_promise(id)
             if current is not None:
                 if current.pending and not timed_out(current, now):
@@ -222,6 +249,9 @@ class Engine:
                 if current.pending:
                     return self._complete(current, timeout_state(current), EMPTY, None, now)
                 return current
+            refused = self._canceled_ancestor(id, tags)
+            if refused is not None:
+                return refused
             promise = Promise(id=id, state=state, param=param, value=value, timeout=timeout, tags=tags,
                               created_on=now, completed_on=now, idempotency_key_for_create=id,
                               idempotency_key_for_complete=id)
@@ -488,11 +518,31 @@ class Engine:
                 self._complete(promise, timeout_state(promise), EMPTY, None, now)
             for task in self.store.expired_tasks(now):
                 self._reset(task, bump=task.state == CLAIMED)
-            deadlines = [d for d in (self.store.next_promise_timeout(), self.store.next_task_expiry())
-                         if d is not None]
+            schedules.fire_due(self, now)
+            deadlines = [d for d in (self.store.next_promise_timeout(), self.store.next_task_expiry(),
+                                     self.store.next_schedule_time()) if d is not None]
             return min(deadlines) if deadlines else None
 
         return self._run(op)
+
+    # -- schedules (the logic lives in schedules.py) ----------------------------------------------
+    def create_schedule(self, id: str, cron: str, promise_id: str, promise_timeout: int,
+                        promise_param: Value = EMPTY, promise_tags: dict[str, str] | None = None,
+                        description: str = "", tags: dict[str, str] | None = None,
+                        idempotency_key: str | None = None) -> tuple[int, Schedule]:
+        """Create a cron schedule: (201, new) or (200, existing with the same idempotency key)."""
+        return schedules.create(self, id, cron, promise_id, promise_timeout, promise_param,
+                                dict(promise_tags or {}), description, dict(tags or {}), idempotency_key)
+
+    def get_schedule(self, id: str) -> Schedule:
+        return schedules.get(self, id)
+
+    def delete_schedule(self, id: str) -> None:
+        schedules.delete(self, id)
+
+    def search_schedules(self, id: str | None = None, limit: int = 100,
+                         cursor: tuple[int, str] | None = None) -> tuple[list[Schedule], tuple[int, str] | None]:
+        return schedules.search(self, id, limit, cursor)
 
     # -- reads for the CLI ------------------------------------------------------------------------
     def get_task(self, id: str) -> Task:

@@ -491,15 +491,25 @@ class Store:
     def delete_schedule(self, id: str) -> bool:
         return ScheduleRow.delete().where(ScheduleRow.id == id).execute() > 0
 
-    def search_schedules(self, id_glob: str | None, limit: int) -> list[Schedule]:
-        query = ScheduleRow.select()
+    def search_schedules(self, id_glob: str | None, limit: int,
+                         cursor: tuple[int, str] | None = None) -> list[Schedule]:
+        """Newest first; ``cursor`` is the (created_on, id) of the last row of the previous page."""
+        S = ScheduleRow
+        query = S.select()
         if id_glob and id_glob != "*":
             if "*" in id_glob:
-                query = query.where(ScheduleRow.id.startswith(id_glob.split("*", 1)[0]))
+                query = query.where(S.id.startswith(id_glob.split("*", 1)[0]))
             else:
-                query = query.where(ScheduleRow.id == id_glob)
-        rows: list[Any] = list(query.order_by(ScheduleRow.created_on.desc()).limit(limit).dicts())
-        return [_schedule(r) for r in rows if _glob(id_glob, r["id"])]
+                query = query.where(S.id == id_glob)
+        if cursor:
+            query = query.where((S.created_on < cursor[0]) | ((S.created_on == cursor[0]) & (S.id < cursor[1])))
+        out: list[Schedule] = []
+        for row in query.order_by(S.created_on.desc(), S.id.desc()).dicts():
+            if _glob(id_glob, row["id"]):
+                out.append(_schedule(row))
+                if len(out) == limit:
+                    break
+        return out
 
     def due_schedules(self, now: int, limit: int = 100) -> list[Schedule]:
         query = (ScheduleRow.select().where(ScheduleRow.next_run_time <= now)
