@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -36,8 +35,9 @@ from resonate_daemon.records import (
 
 from . import codec
 from .context import DETACHED, PROMISE, RPC, RUN, SLEEP, Call, Context, Info, Promise
-from .errors import EncodingError, NondeterminismError
+from .errors import EncodingError, NondeterminismError, PromiseCanceled
 from .options import Options
+from .retries import RetryState, StepRun
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -65,8 +65,19 @@ class Suspended:
     waiting_on: list[str] = field(default_factory=list)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+class _Canceled(Exception):
+    """The root of this execution was canceled: stop, write nothing more."""
+
+
+@dataclass(frozen=True)
+class RootStep:
+    """A plain root function, driven as a one-step frame so that it retries like any step."""
+
+    call: Call[Any]
+
+
+def _plain_root(step: RootStep) -> Generator[Any, Any, Any]:
+    return (yield step)
 
 
 def _address(target: str) -> str:
@@ -87,6 +98,8 @@ class Execution:
         # root's namespace that is not in it has never been created.
         self.recorded = self.t.descendants(self.root.id) if self.t.local_steps else None
         self.prefix = self.root.id + "."
+        self.retries = RetryState(self)
+        self.local_frames: dict[str, Frame] = {}  # durable generator frames still running, by id
 
     # -- entry ------------------------------------------------------------------------------------
     def run(self) -> Outcome | Suspended:
@@ -100,15 +113,30 @@ class Execution:
                     idempotency_key=self.root.idempotency_key_for_create)
         ctx = Context(info, self.rt.registry, self.rt.dependencies)
         if not inspect.isgeneratorfunction(func):
-            ok, value = self.call_plain(func, ctx, tuple(args), kwargs, Options(), self.root.timeout)
-            return self.finish_root(ok, value)
-        try:
-            gen = func(ctx, *args, **kwargs)
-        except Exception as exc:
-            return self.finish_root(False, exc)
+            gen: Generator[Any, Any, Any] = _plain_root(RootStep(Call(
+                RUN, self.root.id, func, name, tuple(args), kwargs, Options(version=version), wait=True)))
+        else:
+            try:
+                gen = func(ctx, *args, **kwargs)
+            except Exception as exc:
+                return self.finish_root(False, exc)
         self.root_frame = Frame(self.root.id, gen, ctx, self.root.timeout)
         self.runnable.append(self.root_frame)
-        return self.drive()
+        try:
+            return self.drive()
+        except _Canceled:
+            return self.stop_canceled()
+
+    def stop_canceled(self) -> Outcome:
+        """The root was canceled under us: complete the task and drop the execution; write nothing."""
+        log.info("execution %s was canceled; stopping it", self.root.id)
+        try:
+            self.t.complete_task(self.task.id, self.task.counter)
+        except api.ResonateError as exc:
+            log.debug("complete task %s: %s", self.task.id, exc)
+        outcome = (False, PromiseCanceled(f"promise {self.root.id!r} was canceled"))
+        self.rt.settle_handles(self.root.id, outcome)
+        return outcome
 
     def drive(self) -> Outcome | Suspended:
         while True:
@@ -118,6 +146,10 @@ class Execution:
                 assert self.root_frame.result is not None
                 return self.finish_root(*self.root_frame.result)
             waiting = [pid for pid in self.waiters if pid in self.remote]
+            waiting += self.retries.waiting()
+            # A local frame with a timeout earlier than the root's: its timing out must wake us too.
+            waiting += [pid for pid in self.waiters if pid in self.local_frames
+                        and self.local_frames[pid].timeout < self.root.timeout]
             progressed = False
             for pid in waiting:
                 reg = self.t.create_callback(pid, self.root.id, self.root.timeout, self.rt.recv)
@@ -146,11 +178,10 @@ class Execution:
             self.finish(frame, False, exc)
             return
         if isinstance(cmd, Call):
-            try:
-                self.handle(frame, cmd)
-            except (NondeterminismError, EncodingError, api.InvalidRequest) as exc:
-                frame.input = (False, exc)
-                self.runnable.append(frame)
+            self.guard(frame, cmd.id, lambda: self.handle(frame, cmd))
+        elif isinstance(cmd, RootStep):
+            self.guard(frame, cmd.call.id, lambda: self.retries.run(StepRun(
+                frame, cmd.call, self.root.timeout, {}, save=False, fresh=self.fresh_root())))
         elif isinstance(cmd, Promise):
             self.wait(frame, cmd.id)
         else:
@@ -159,9 +190,34 @@ class Execution:
                 "ctx.sleep(...), ctx.promise() or a promise from begin_run/begin_rpc"))
             self.runnable.append(frame)
 
+    def guard(self, frame: Frame, call_id: str, fn: Callable[[], None]) -> None:
+        """Carry out a call; errors the function should see go back into its frame."""
+        try:
+            fn()
+        except (NondeterminismError, EncodingError, api.InvalidRequest) as exc:
+            frame.input = (False, exc)
+            self.runnable.append(frame)
+        except api.AlreadyCanceled as exc:
+            # The store refused a new promise under a canceled one (PromiseCanceled ends what was canceled).
+            canceled = exc.details.get("canceled") if isinstance(exc.details, dict) else None
+            if canceled is None or canceled == self.root.id:
+                raise _Canceled() from None
+            error = PromiseCanceled(f"promise {canceled!r} was canceled")
+            if canceled == frame.id and frame is not self.root_frame:
+                self.local_frames.pop(frame.id, None)
+                frame.done = True
+                self.settle(frame.id, (False, error))
+            else:  # the call's own promise (a step that was retrying) was canceled
+                self.known[call_id] = (False, error)
+                self.wait(frame, call_id)
+
+    def fresh_root(self) -> bool:
+        """A first claim of an invoke task: nothing can be recorded under the root yet."""
+        return self.task.type == "invoke" and self.task.attempt <= 1
+
     def handle(self, frame: Frame, call: Call[Any]) -> None:
         id = call.id
-        timeout = min(_now_ms() + int(call.opts.timeout * 1000), frame.timeout)
+        timeout = min(self.t.now() + int(call.opts.timeout * 1000), frame.timeout)
         if call.kind == RUN:
             self.run_local(frame, call, timeout)
             return
@@ -176,9 +232,9 @@ class Execution:
                 tags[TAG_ROOT], tags[TAG_PARENT] = self.root.id, frame.id
             else:  # a new call graph: its own root, not bounded by our timeout
                 tags[TAG_ROOT] = id
-                timeout = _now_ms() + int(call.opts.timeout * 1000)
+                timeout = self.t.now() + int(call.opts.timeout * 1000)
         elif call.kind == SLEEP:
-            timeout = _now_ms() + int(call.secs * 1000)
+            timeout = self.t.now() + int(call.secs * 1000)
             tags.update({TAG_TIMEOUT: "true", TAG_ROOT: self.root.id, TAG_PARENT: frame.id, TAG_FUNC: "sleep"})
         elif call.kind == PROMISE:
             param = codec.encode(call.data)
@@ -206,10 +262,12 @@ class Execution:
             return
         tags = {TAG_ROOT: self.root.id, TAG_PARENT: frame.id, TAG_SCOPE: "local", TAG_FUNC: call.name,
                 **call.opts.tags}
+        fresh = False
         if self.t.local_steps:
             stored = self.lookup(id)
         else:
-            stored = self.t.create_promise(id, timeout, EMPTY, tags, call.opts.ikey(id)).promise
+            created = self.t.create_promise(id, timeout, EMPTY, tags, call.opts.ikey(id))
+            stored, fresh = created.promise, created.status == 201
         if stored is not None:
             self.check_replay(stored, call, frame.id)
             if not stored.pending:
@@ -220,13 +278,24 @@ class Execution:
             if stored is None:
                 self.t.create_promise(id, timeout, EMPTY, tags, call.opts.ikey(id))
             self.start_frame(id, func, call, frame, timeout, durable=True)
+            if frame.id != id:
+                started = self.runnable[-1] if self.runnable and self.runnable[-1].id == id else None
+                if started is not None:
+                    self.local_frames[id] = started
             self.deliver(frame, call)
             return
-        ok, value = self.call_plain(func, self.child_ctx(id, call, frame, timeout), call.args, call.kwargs,
-                                    call.opts, timeout)
+        self.retries.run(StepRun(frame, call, timeout, tags, save=True, fresh=fresh, stored=stored is not None))
+
+    def step_done(self, run: StepRun, ok: bool, value: Any) -> None:
+        """A plain step finished (or gave up retrying): store its outcome and hand it to its caller."""
+        frame, call, id = run.frame, run.call, run.call.id
+        if not run.save:  # the plain root: its frame returns the value and finish_root stores it
+            frame.input = (ok, value)
+            self.runnable.append(frame)
+            return
         state, encoded, ok, value = self.encode_outcome(ok, value)
-        if stored is None and self.t.local_steps:
-            saved = self.t.create_and_complete(id, timeout, EMPTY, tags, encoded, state)
+        if not run.stored and self.t.local_steps:
+            saved = self.t.create_and_complete(id, run.timeout, EMPTY, run.tags, encoded, state)
         else:
             saved = self.complete(id, state, encoded)
         self.known[id] = (ok, value) if saved.state == state else codec.outcome(saved.state, saved.value, id)
@@ -243,8 +312,8 @@ class Execution:
             return
         self.runnable.append(Frame(id, gen, ctx, timeout, durable))
 
-    def child_ctx(self, id: str, call: Call[Any], parent: Frame, timeout: int) -> Context:
-        info = Info(id=id, root_id=self.root.id, func=call.name, attempt=1, timeout=timeout,
+    def child_ctx(self, id: str, call: Call[Any], parent: Frame, timeout: int, attempt: int = 1) -> Context:
+        info = Info(id=id, root_id=self.root.id, func=call.name, attempt=attempt, timeout=timeout,
                     version=call.opts.version, tags=dict(call.opts.tags), idempotency_key=call.opts.ikey(id))
         return Context(info, self.rt.registry, self.rt.dependencies)
 
@@ -283,8 +352,11 @@ class Execution:
             self.waiters.setdefault(id, []).append(frame)
 
     def settle(self, id: str, outcome: Outcome) -> None:
+        if self.retries.settled(id, outcome):
+            return
         self.known[id] = outcome
         self.remote.discard(id)
+        self.local_frames.pop(id, None)
         for frame in self.waiters.pop(id, ()):
             frame.input = outcome
             self.runnable.append(frame)
@@ -327,7 +399,7 @@ class Execution:
 
     def call_plain(self, func: Callable[..., Any], ctx: Context, args: tuple[Any, ...], kwargs: dict[str, Any],
                    opts: Options, timeout: int) -> Outcome:
-        """Call a plain function, retrying per its policy within its timeout."""
+        """Call a non-durable plain step, retrying in this thread (nothing is recorded, so nothing to wait on)."""
         policy = opts.policy_for(func)
         attempt = 0
         while True:
@@ -338,7 +410,7 @@ class Execution:
                     return False, exc
                 attempt += 1
                 delay = policy.next(attempt)
-                if delay is None or _now_ms() + delay * 1000 >= timeout:
+                if delay is None or self.t.now() + delay * 1000 >= timeout:
                     return False, exc
                 log.info("%s failed (%s: %s); retry %d in %.1fs", ctx.id, type(exc).__name__, exc, attempt, delay)
                 if self.rt.stopping.wait(delay):

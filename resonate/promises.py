@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from resonate_daemon import errors as api
 from resonate_daemon.records import REJECTED, REJECTED_CANCELED, RESOLVED, Promise, Value
 
 from . import codec
@@ -54,8 +55,40 @@ class Promises:
         value = codec.encode_error(data) if isinstance(data, BaseException) else _data(data)
         return self._t.complete_promise(id, REJECTED, value, ikey, strict)[1]
 
-    def cancel(self, id: str, *, ikey: str | None = None, strict: bool = False, data: Any = None) -> Promise:
-        return self._t.complete_promise(id, REJECTED_CANCELED, _data(data), ikey, strict)[1]
+    def cancel(self, id: str, *, ikey: str | None = None, strict: bool = False, data: Any = None,
+               tree: bool = False) -> Promise:
+        """Cancel a pending promise: a function waiting on it gets ``PromiseCanceled``.
+
+        ``tree=True`` also cancels every pending promise below it (by ``resonate:parent``), so a
+        canceled workflow's steps, sleeps and human waits end too; the store refuses new promises under
+        a canceled one, so nothing more is written beneath it. Returns the promise ``id`` as stored.
+        """
+        promise = self._t.complete_promise(id, REJECTED_CANCELED, _data(data), ikey, strict)[1]
+        if tree:
+            self.cancel_below(id)
+        return promise
+
+    def cancel_below(self, id: str) -> list[str]:
+        """Cancel every pending descendant of ``id`` (breadth first, no recursion); their ids."""
+        canceled: list[str] = []
+        todo, seen = [id], {id}
+        while todo:
+            parent = todo.pop()
+            for child in self._t.children(parent):
+                if child.id in seen:
+                    continue
+                seen.add(child.id)
+                if child.pending:
+                    try:
+                        done = self._t.complete_promise(child.id, REJECTED_CANCELED, Value({}, None), None,
+                                                        False)[1]
+                    except api.ResonateError:  # completed meanwhile (resolved, timed out): leave it be
+                        done = child
+                    if done.state == REJECTED_CANCELED:
+                        canceled.append(child.id)
+                # Cancel first, then look below: anything created under it from now on is refused.
+                todo.append(child.id)
+        return canceled
 
     def search(self, id: str = "*", *, state: str | None = None, tags: dict[str, str] | None = None,
                limit: int = 100, cursor: str | None = None) -> tuple[list[Promise], str | None]:

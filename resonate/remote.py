@@ -27,6 +27,7 @@ from resonate_daemon.records import (
     Callback,
     Message,
     Promise,
+    Schedule,
     Task,
     Value,
 )
@@ -72,7 +73,10 @@ def _path(id: str) -> str:
 
 
 class RemoteTransport:
-    local_steps = False
+    # A local step is looked up in the call graph read at claim time (GET /v1/.../descendants), run,
+    # then stored created-and-completed in one request (POST /v1/promises/settled): one round trip
+    # per step instead of two, none per replayed step.
+    local_steps = True
 
     def __init__(self, *, socket: str | None = None, url: str | None = None, token: str | None = None,
                  retry_for: float = 30.0, timeout: float = 10.0) -> None:
@@ -91,6 +95,9 @@ class RemoteTransport:
         self._stream: threading.Thread | None = None
         self._stream_client: httpx.Client | None = None
         self.connected = threading.Event()
+        # root promise id -> its call graph, as the last claim of a task of that root returned it
+        self._graphs: dict[str, dict[str, Promise]] = {}
+        self._graph_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, body: Any = None, params: Any = None,
@@ -203,10 +210,21 @@ class RemoteTransport:
                         recv="", timeout=timeout, created_on=created.created_on, process_id=pid, ttl=ttl)
         return Created(status, created, task)
 
+    def create_and_subscribe(self, id: str, timeout: int, param: Value, tags: dict[str, str],
+                             idempotency_key: str | None, sub_id: str, sub_timeout: int, recv: str) -> Promise:
+        """Create a promise and subscribe ``recv`` to its completion, in one request."""
+        _, body = self.request("POST", "/v1/promises/subscribed", headers=self._headers(idempotency_key, False),
+                               body={"promise": {"id": id, "timeout": timeout, "param": param.to_json(),
+                                                 "tags": dict(tags)},
+                                     "subscription": {"id": sub_id, "timeout": sub_timeout, "recv": recv}})
+        return Promise.from_json(body["promise"])
+
     def create_and_complete(self, id: str, timeout: int, param: Value, tags: dict[str, str], value: Value,
                             state: str) -> Promise:
-        self.create_promise(id, timeout, param, tags, id)
-        return self.complete_promise(id, state, value, id)[1]
+        _, body = self.request("POST", "/v1/promises/settled", body={
+            "id": id, "timeout": timeout, "param": param.to_json(), "tags": dict(tags), "value": value.to_json(),
+            "state": state})
+        return Promise.from_json(body)
 
     def complete_promise(self, id: str, state: str, value: Value = EMPTY, idempotency_key: str | None = None,
                          strict: bool = False) -> tuple[int, Promise]:
@@ -224,7 +242,12 @@ class RemoteTransport:
             return None
 
     def descendants(self, root_id: str) -> dict[str, Promise] | None:
-        return None
+        with self._graph_lock:
+            graph = self._graphs.pop(root_id, None)
+        if graph is not None:
+            return graph
+        _, body = self.request("GET", f"/v1/promises/{_path(root_id)}/descendants")
+        return {p.id: p for p in (Promise.from_json(j) for j in body.get("promises", []))}
 
     def search_promises(self, id: str | None = None, states: tuple[str, ...] | None = None,
                         tags: dict[str, str] | None = None, limit: int = 100,
@@ -262,8 +285,14 @@ class RemoteTransport:
 
     # -- tasks ------------------------------------------------------------------------------------
     def claim_task(self, id: str, counter: int, process_id: str, ttl: int) -> Claimed:
-        _, body = self.request("POST", "/tasks/claim",
-                               body={"id": id, "counter": counter, "processId": process_id, "ttl": ttl})
+        _, body = self.request("POST", "/tasks/claim", body={"id": id, "counter": counter, "processId": process_id,
+                                                              "ttl": ttl, "descendants": True})
+        if isinstance(body.get("descendants"), list):  # the replay's input, read by descendants() next
+            graph = {p.id: p for p in (Promise.from_json(j) for j in body["descendants"])}
+            with self._graph_lock:
+                if len(self._graphs) >= 64:  # claimed but never executed (a failure in between): forget
+                    self._graphs.pop(next(iter(self._graphs)))
+                self._graphs[body["promises"]["root"]["id"]] = graph
         promises = body["promises"]
         root = Promise.from_json(promises["root"]["data"])
         leaf = Promise.from_json(promises["leaf"]["data"]) if promises.get("leaf") else None
@@ -281,3 +310,36 @@ class RemoteTransport:
     def heartbeat(self, process_id: str) -> int:
         _, body = self.request("POST", "/tasks/heartbeat", body={"processId": process_id})
         return int((body or {}).get("tasksAffected", 0))
+
+    # -- time, call graph, schedules --------------------------------------------------------------
+    def now(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def children(self, id: str) -> list[Promise]:
+        _, body = self.request("GET", f"/v1/promises/{_path(id)}/children")
+        return [Promise.from_json(p) for p in (body or {}).get("promises", [])]
+
+    def create_schedule(self, id: str, cron: str, promise_id: str, promise_timeout: int,
+                        promise_param: Value = EMPTY, promise_tags: dict[str, str] | None = None,
+                        description: str = "", tags: dict[str, str] | None = None,
+                        idempotency_key: str | None = None) -> tuple[int, Schedule]:
+        body = {"id": id, "description": description, "cron": cron, "tags": dict(tags or {}),
+                "promiseId": promise_id, "promiseTimeout": promise_timeout,
+                "promiseParam": promise_param.to_json(), "promiseTags": dict(promise_tags or {})}
+        headers = {"idempotency-key": idempotency_key} if idempotency_key is not None else None
+        status, out = self.request("POST", "/schedules", body=body, headers=headers)
+        return status, Schedule.from_json(out)
+
+    def get_schedule(self, id: str) -> Schedule:
+        return Schedule.from_json(self.request("GET", f"/schedules/{_path(id)}")[1])
+
+    def delete_schedule(self, id: str) -> None:
+        self.request("DELETE", f"/schedules/{_path(id)}")
+
+    def search_schedules(self, id: str | None = None, limit: int = 100,
+                         cursor: str | None = None) -> tuple[list[Schedule], str | None]:
+        params: dict[str, Any] = {"id": id or "*", "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        _, body = self.request("GET", "/schedules", params=params)
+        return [Schedule.from_json(s) for s in body.get("schedules", [])], body.get("cursor")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any, overload
 
-from resonate_daemon.records import TAG_INVOKE, TAG_ROOT, TAG_SCOPE
+from resonate_daemon.records import TAG_INVOKE, TAG_ROOT, TAG_SCOPE, Schedule
 
 from . import codec
 from .execution import TAG_FUNC
@@ -17,7 +16,8 @@ from .handle import Handle
 from .options import Options
 from .promises import Promises
 from .registry import Function, Registry
-from .runtime import Runtime
+from .runtime import SUBSCRIPTION_TIMEOUT, Runtime
+from .schedules import Schedules
 from .transport import LocalTransport, Transport
 
 
@@ -48,6 +48,7 @@ class Resonate:
         self._transport = transport
         self._runtime = Runtime(transport, self._registry, self._dependencies, group, self._pid, ttl, workers)
         self._promises = Promises(transport)
+        self._schedules = Schedules(transport)
 
     @classmethod
     def local(cls, path: str | None = None, *, group: str = "default", pid: str | None = None,
@@ -79,6 +80,10 @@ class Resonate:
     @property
     def promises(self) -> Promises:
         return self._promises
+
+    @property
+    def schedules(self) -> Schedules:
+        return self._schedules
 
     @property
     def registry(self) -> Registry:
@@ -151,7 +156,7 @@ class Resonate:
         if not new:
             return Handle(id, fut)
         opts = self._opts
-        timeout = time.time_ns() // 1_000_000 + int(opts.timeout * 1000)
+        timeout = self._transport.now() + int(opts.timeout * 1000)
         tags = {**opts.tags, TAG_INVOKE: f"poll://any@{self._group}/{self._pid}", TAG_SCOPE: "global",
                 TAG_ROOT: id, TAG_FUNC: name}
         try:
@@ -183,15 +188,40 @@ class Resonate:
             return Handle(id, fut)
         opts = self._opts
         target = opts.target if opts.target.startswith("poll://") else f"poll://any@{opts.target}"
-        timeout = time.time_ns() // 1_000_000 + int(opts.timeout * 1000)
+        timeout = self._transport.now() + int(opts.timeout * 1000)
         tags = {**opts.tags, TAG_INVOKE: target, TAG_SCOPE: "global", TAG_ROOT: id, TAG_FUNC: name}
         try:
-            created = self._transport.create_promise(
-                id, timeout, codec.encode_param(name, args, kwargs, version), tags, opts.ikey(id))
-            self._runtime.watch(created.promise)
+            param = codec.encode_param(name, args, kwargs, version)
+            subscribe = getattr(self._transport, "create_and_subscribe", None)
+            if subscribe is not None:  # the daemon: one request instead of create, then subscribe
+                self._runtime.settle_promise(subscribe(id, timeout, param, tags, opts.ikey(id), self._pid,
+                                                       SUBSCRIPTION_TIMEOUT, self._runtime.unicast))
+            else:
+                self._runtime.watch(self._transport.create_promise(id, timeout, param, tags, opts.ikey(id)).promise)
         except BaseException as exc:
             self._runtime.settle_handles(id, (False, exc))
         return Handle(id, fut)
+
+    def schedule(self, name: str, cron: str, func: Callable[..., Any] | str, *args: Any,
+                 **kwargs: Any) -> Schedule:
+        """Invoke ``func(*args, **kwargs)`` on a cron schedule (UTC), durably: the store keeps it.
+
+        Each tick creates the invocation ``{name}.{tick ms}``, run by a worker of the target
+        (``.options(target=...)``; default this instance's group). Example::
+
+            resonate.schedule("nightly-report", "0 2 * * *", report, "eu")
+        """
+        if isinstance(func, str):
+            fname, version = func, self._opts.version
+        else:
+            fname, version = self._resolve(func)
+        opts = self._opts
+        target = opts.target if opts.target != "default" else f"poll://any@{self._group}"
+        target = target if target.startswith("poll://") else f"poll://any@{target}"
+        tags = {**opts.tags, TAG_INVOKE: target, TAG_SCOPE: "global", TAG_FUNC: fname}
+        return self._transport.create_schedule(
+            name, cron, f"{name}.{{{{.timestamp}}}}", int(opts.timeout * 1000),
+            codec.encode_param(fname, args, kwargs, version), tags, idempotency_key=name)[1]
 
     def get(self, id: str) -> Handle[Any]:
         """A handle on an existing promise (an execution started elsewhere, or earlier)."""

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from resonate_daemon.clock import Clock
 from resonate_daemon.engine import Claimed, Created, Engine, Registered
-from resonate_daemon.records import EMPTY, Message, Promise, Value
+from resonate_daemon.records import EMPTY, Message, Promise, Schedule, Value
 from resonate_daemon.scheduler import Scheduler
 from resonate_daemon.store import Store
 
@@ -48,6 +48,16 @@ class Transport(Protocol):
     def complete_task(self, id: str, counter: int) -> int: ...
     def drop_task(self, id: str, counter: int) -> int: ...
     def heartbeat(self, process_id: str) -> int: ...
+    def now(self) -> int: ...
+    def children(self, id: str) -> list[Promise]: ...
+    def create_schedule(self, id: str, cron: str, promise_id: str, promise_timeout: int,
+                        promise_param: Value = EMPTY, promise_tags: dict[str, str] | None = None,
+                        description: str = "", tags: dict[str, str] | None = None,
+                        idempotency_key: str | None = None) -> tuple[int, Schedule]: ...
+    def get_schedule(self, id: str) -> Schedule: ...
+    def delete_schedule(self, id: str) -> None: ...
+    def search_schedules(self, id: str | None = None, limit: int = 100,
+                         cursor: str | None = None) -> tuple[list[Schedule], str | None]: ...
 
 
 class LocalTransport:
@@ -132,3 +142,30 @@ class LocalTransport:
 
     def heartbeat(self, process_id: str) -> int:
         return self.engine.heartbeat(process_id)
+
+    def now(self) -> int:
+        """The engine's clock (injected in tests), so an execution's deadlines agree with the scheduler's."""
+        return self.engine.clock.now()
+
+    def children(self, id: str) -> list[Promise]:
+        return self.engine.children_of(id)
+
+    def create_schedule(self, id: str, cron: str, promise_id: str, promise_timeout: int,
+                        promise_param: Value = EMPTY, promise_tags: dict[str, str] | None = None,
+                        description: str = "", tags: dict[str, str] | None = None,
+                        idempotency_key: str | None = None) -> tuple[int, Schedule]:
+        return self.engine.create_schedule(id, cron, promise_id, promise_timeout, promise_param, promise_tags,
+                                           description, tags, idempotency_key)
+
+    def get_schedule(self, id: str) -> Schedule:
+        return self.engine.get_schedule(id)
+
+    def delete_schedule(self, id: str) -> None:
+        self.engine.delete_schedule(id)
+
+    def search_schedules(self, id: str | None = None, limit: int = 100,
+                         cursor: str | None = None) -> tuple[list[Schedule], str | None]:
+        from resonate_daemon.store import decode_cursor, encode_cursor
+
+        found, nxt = self.engine.search_schedules(id, limit, decode_cursor(cursor))
+        return found, encode_cursor(nxt)
