@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from . import exits, invoke, promises, serve
+from . import exits, invoke, promises, schedules, serve
 from .backend import probe
 from .render import emit_json, emit_lines, err, fail, out, state_text, tree, tree_json, when
 from .session import JSON_HELP, JSON_LINES_HELP, target_of, using
@@ -68,6 +68,7 @@ def main(
 
 app.command(epilog=invoke.EXAMPLE)(invoke.invoke)
 app.add_typer(promises.app, name="promises")
+app.add_typer(schedules.app, name="schedules")
 app.command()(serve.serve)
 app.command()(serve.worker)
 

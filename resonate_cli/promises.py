@@ -254,12 +254,26 @@ def reject(ctx: typer.Context,
 def cancel(ctx: typer.Context, id: str = ID,
            data: str = typer.Option(None, "--data", "-d", help=DATA_HELP),
            idempotency_key: str = typer.Option(None, "--idempotency-key", help="Makes retries safe."),
+           tree: bool = typer.Option(False, "--tree", help="Also cancel every pending promise below it."),
            as_json: bool = JSON) -> None:
-    """Cancel a pending promise.
+    """Cancel a pending promise; the function waiting on it sees PromiseCanceled.
 
-    Example: resonate promises cancel order-7
+    Example: resonate promises cancel order-7 --tree
     """
-    _complete(ctx, REJECTED_CANCELED, id, data, idempotency_key, as_json, prompt=False)
+    if not tree:
+        _complete(ctx, REJECTED_CANCELED, id, data, idempotency_key, as_json, prompt=False)
+        return
+    text = read_data(data, as_json=as_json)
+    with using(ctx, as_json=as_json) as backend:
+        promise = backend.resonate.promises.get(id)
+        if promise.pending:  # a tree cancel may be run again to finish: a completed top is left as it is
+            promise = backend.transport.complete_promise(id, REJECTED_CANCELED, _encode(text), idempotency_key,
+                                                         False)[1]
+        below = backend.resonate.promises.cancel_below(id)
+    if as_json:
+        emit_json({"promise": promise.to_json(), "canceled": below})
+    else:
+        err.print(f"{id} is {promise.state}; canceled {len(below)} pending promise(s) below it", highlight=False)
 
 
 @app.command()

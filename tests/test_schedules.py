@@ -5,7 +5,7 @@ the HTTP API's shapes and codes, the SDK in local mode, and the scheduler's quer
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from resonate import Context, Resonate
 from tests.conftest import Sink
 from tests.daemon_proc import Daemon
 
-T0 = int(datetime(2024, 1, 1, 0, 0, 30, tzinfo=timezone.utc).timestamp() * 1000)
+T0 = int(datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC).timestamp() * 1000)
 MIN = 60_000
 
 
