@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import fields
 from typing import Any
 
 import typer
@@ -32,6 +31,7 @@ def serve(
     app: str = typer.Option(None, "--app", "-a", help=APP_HELP + " Supervised workers run it."),
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="How many worker processes for --app."),
     reload: bool = typer.Option(False, "--reload", help="Restart the workers when the app's files change."),
+    group: str = typer.Option(None, "--group", "-g", help="The group the --app workers join (default: default)."),
 ) -> None:
     """Run the daemon in the foreground until Ctrl+C or SIGTERM.
 
@@ -39,19 +39,11 @@ def serve(
     """
     from resonate_daemon.server import serve as run
 
-    known = {f.name for f in fields(ServeConfig)}
-    extra: dict[str, Any] = {}
-    for name, value, flag in (("app", app, "--app"), ("workers", workers, "--workers"), ("reload", reload or None, "--reload")):
-        if value is None:
-            continue
-        if name not in known:
-            fail(f"{flag} is not yet supported by this daemon; run `resonate worker APP --group G` beside "
-                 "`resonate serve` instead", exits.USAGE)
-        extra[name] = value
     try:
         config = ServeConfig.resolve(socket=socket, db=db, http=http, poll_port=poll_port, token=token,
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
-                                     log_level=log_level, **extra)
+                                     log_level=log_level, app=app, workers=workers,
+                                     reload=reload or None, group=group)
     except api.InvalidRequest as exc:
         fail(str(exc), exits.USAGE)
     try:
