@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,11 @@ SEARCH_STATES: dict[str, tuple[str, ...]] = {
 }
 Handler = Callable[[Request], Awaitable[Response]]
 
+INT64_MAX = 2**63 - 1  # SQLite stores 64-bit integers: a larger one fails at the insert, as a 500
+MAX_RELATIVE_MS = 2**62  # a ttl or promiseTimeout is added to now, and the sum must still fit
+# How a lone UTF-16 surrogate gets into a JSON string; json.loads lets it through, SQLite cannot encode it.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
 
 @dataclass(frozen=True, slots=True)
 class AppState:
@@ -91,10 +97,19 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise _bad(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _bad(f"request body must be a JSON object, not {type(body).__name__}")
+    if _ESCAPED_SURROGATE.search(raw) is not None:  # rare: only then pay for a second pass
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise _bad("request body has a string with a lone UTF-16 surrogate (\\ud800-\\udfff); "
+                       "strings must be valid Unicode") from None
+        except RecursionError:
+            raise _bad("request body is nested too deeply") from None
     return body
 
 
-def _int(obj: dict[str, Any], name: str, *, default: int | None = None, lo: int = 0) -> int:
+def _int(obj: dict[str, Any], name: str, *, default: int | None = None, lo: int = 0,
+         hi: int = INT64_MAX) -> int:
     value = obj.get(name, default)
     if value is None:
         raise _bad(f"missing field {name!r} (an integer)")
@@ -102,6 +117,8 @@ def _int(obj: dict[str, Any], name: str, *, default: int | None = None, lo: int 
         raise _bad(f"field {name!r} must be an integer, not {type(value).__name__}")
     if value < lo:
         raise _bad(f"field {name!r} must be at least {lo}, not {value}")
+    if value > hi:
+        raise _bad(f"field {name!r} must be at most {hi}")
     return value
 
 
@@ -219,7 +236,7 @@ class Api:
     async def create_promise_and_task(self, request: Request) -> Response:
         body = await self.body(request)
         promise, task = _obj(body, "promise"), _obj(body, "task")
-        claim = (_str(task, "processId"), _int(task, "ttl", default=10_000))
+        claim = (_str(task, "processId"), _int(task, "ttl", default=10_000, hi=MAX_RELATIVE_MS))
         created = await self.call(
             self.engine.create_promise, _str(promise, "id"), _int(promise, "timeout"),
             _value(promise, "param"), _tags(promise), idempotency_key=_ikey(request),
@@ -287,7 +304,7 @@ class Api:
         # true adds the root's recorded call graph, the replay's input, saving a request per claim.
         with_graph = body.get("descendants") is True
         args = (_str(body, "id"), _int(body, "counter", lo=1), _str(body, "processId"),
-                _int(body, "ttl", default=10_000))
+                _int(body, "ttl", default=10_000, hi=MAX_RELATIVE_MS))
 
         def claim() -> tuple[Any, Any]:
             claimed = self.engine.claim_task(*args)
@@ -344,8 +361,8 @@ class Api:
             raise _bad("field 'description' must be a string")
         status, schedule = await self.call(
             self.engine.create_schedule, _str(body, "id"), _str(body, "cron"), _str(body, "promiseId"),
-            _int(body, "promiseTimeout"), _value(body, "promiseParam"), _tags(body, "promiseTags"),
-            description, _tags(body), idempotency_key=_ikey(request))
+            _int(body, "promiseTimeout", hi=MAX_RELATIVE_MS), _value(body, "promiseParam"),
+            _tags(body, "promiseTags"), description, _tags(body), idempotency_key=_ikey(request))
         return _json(schedule.to_json(), status)
 
     async def search_schedules(self, request: Request) -> Response:

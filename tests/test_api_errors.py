@@ -138,6 +138,42 @@ def test_claim_unknown_task_is_404(c: httpx.Client, body: dict[str, Any], code: 
     assert r.status_code == 404 and r.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize(("path", "raw"), [
+    ("/promises", rb'{"id": "lone\ud800", "timeout": 1}'),
+    ("/promises", rb'{"id": "lone-tag", "timeout": 1, "tags": {"\udc00": "v"}}'),
+    ("/promises", rb'{"id": "lone-header", "timeout": 1, "param": {"headers": {"h": "\ud83d"}}}'),
+    ("/promises/subscribe/x", rb'{"id": "s", "timeout": 1, "recv": "poll://any@g\udfff"}'),
+    ("/tasks/heartbeat", rb'{"processId": "p\udfff"}'),
+    ("/schedules", rb'{"id": "lone\ud800", "cron": "* * * * *", "promiseId": "p", "promiseTimeout": 1}'),
+])
+def test_lone_surrogate_is_400_not_500(c: httpx.Client, path: str, raw: bytes) -> None:
+    # JSON lets "\ud800" through as a one-character string that no UTF-8 store can hold: it was a 500.
+    assert "surrogate" in assert_error(c.post(path, content=raw), 400)
+
+
+def test_escaped_surrogate_pair_is_fine(c: httpx.Client) -> None:
+    r = c.post("/promises", content=rb'{"id": "pair-\ud83d\ude00", "timeout": 1}')
+    assert r.status_code == 201 and r.json()["id"] == "pair-\U0001f600"
+
+
+def test_integers_beyond_int64_are_400_not_500(c: httpx.Client) -> None:
+    # SQLite integers are 64-bit: a bigger timeout failed at the insert (a 500), and a ttl or a
+    # promiseTimeout is added to now, so those stop at 2**62.
+    assert_error(c.post("/promises", json={"id": "huge", "timeout": 2**63}), 400)
+    assert c.post("/promises", json={"id": "huge", "timeout": 2**63 - 1}).status_code == 201
+    assert_error(c.post("/promises/callback/huge", json={"rootPromiseId": "r", "timeout": 2**64, "recv": "g"}), 400)
+    assert_error(c.post("/schedules", json={"id": "huge", "cron": "* * * * *", "promiseId": "p",
+                                            "promiseTimeout": 2**63 - 1}), 400)
+    task = {"processId": "p", "ttl": 2**63 - 1}
+    assert_error(c.post("/promises/task", json={"promise": {"id": "huge-task", "timeout": FAR}, "task": task}), 400)
+    assert c.post("/promises", json={"id": "huge-ttl", "timeout": FAR,
+                                     "tags": {"resonate:invoke": "poll://any@g"}}).status_code == 201
+    claim = {"id": "__invoke:huge-ttl", "counter": 1, "processId": "p"}
+    assert_error(c.post("/tasks/claim", json=dict(claim, ttl=2**63 - 1)), 400)
+    assert_error(c.post("/tasks/claim", json=dict(claim, counter=2**63)), 400)
+    assert c.post("/tasks/claim", json=dict(claim, ttl=2**62)).status_code == 201
+
+
 def test_daemon_survives_all_of_the_above(c: httpx.Client, daemon: Daemon) -> None:
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert c.get("/ping").json() == {"status": "ok"}
