@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from urllib.parse import quote
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
