@@ -155,6 +155,29 @@ def test_a_sent_task_not_claimed_is_sent_again_with_the_same_counter(engine: Eng
     assert [m.task.counter for m in sink.take()] == [1]
 
 
+def test_marking_sent_skips_the_fsync_and_only_that_commit(engine: Engine, clock: ManualClock, sink: Sink) -> None:
+    def synchronous() -> int:
+        return int(engine.store.db.execute_sql("PRAGMA synchronous").fetchone()[0])
+
+    syncs: list[int] = []
+    real = engine.store.db.execute_sql
+
+    def spy(sql: str, params: object = None) -> object:
+        if sql.upper().startswith("UPDATE") and "task" in sql.lower():
+            syncs.append(synchronous())  # the level in force while the task row is written
+        return real(sql, params)
+
+    tid = invoke(engine, clock)
+    engine.store.db.execute_sql = spy  # type: ignore[method-assign]
+    try:
+        engine.mark_sent(tid, 1, "p1")
+    finally:
+        engine.store.db.execute_sql = real  # type: ignore[method-assign]
+    assert syncs == [1]  # NORMAL for mark_sent's own commit...
+    assert synchronous() == 2  # ...and FULL again for every commit after it
+    assert engine.get_task(tid).state == ENQUEUED
+
+
 def test_one_task_per_root_is_out_at_a_time(engine: Engine, clock: ManualClock, sink: Sink) -> None:
     tid = invoke(engine, clock, "root")
     engine.claim_task(tid, 1, "p1", 10_000)
