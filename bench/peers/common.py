@@ -133,8 +133,9 @@ def peak_rss_mb() -> float:
 
 
 def _side_lines(side: Path) -> list[str]:
+    """The step numbers in the side file, one per line (a line may go on with more, e.g. a pid)."""
     try:
-        return side.read_text().split()
+        return [ln.split()[0] for ln in side.read_text().splitlines() if ln.strip()]
     except FileNotFoundError:
         return []
 
