@@ -42,6 +42,7 @@ def test_readme_starts_with_exactly_two_commands() -> None:
     with open(os.path.join(ROOT, ".ci", "run")) as f:
         ci = f.read()
     assert "sed -n 2p" in ci  # .ci/run takes its test command from the same line
+    assert second in ci  # and names it in a comment, which must not drift either
 
 
 def test_first_command_runs_a_durable_workflow(short_dir: str) -> None:
