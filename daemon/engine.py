@@ -149,6 +149,8 @@ class Engine:
                 parse_address(target)
             except ValueError as exc:
                 raise errors.InvalidRequest(str(exc)) from None
+        if claim is not None:
+            check_id(claim[0], "process id")  # the same rule as /tasks/claim and /tasks/heartbeat
 
         return self._run(lambda now: self._create(now, id, timeout, param, tags, idempotency_key, strict, claim))
 

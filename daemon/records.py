@@ -283,6 +283,9 @@ class Address:
 def parse_address(recv: str) -> Address:
     """Parse a target. A bare word is a group (``default`` means ``poll://any@default``)."""
     text = recv.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        # No worker could ever connect under such a name: GET /poll/{group}/{pid} refuses it.
+        raise ValueError(f"address {recv!r} contains control characters")
     if text.startswith("poll://"):
         rest = text[len("poll://"):]
         mode, sep, where = rest.partition("@")

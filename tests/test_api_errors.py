@@ -174,6 +174,20 @@ def test_integers_beyond_int64_are_400_not_500(c: httpx.Client) -> None:
     assert c.post("/tasks/claim", json=dict(claim, ttl=2**62)).status_code == 201
 
 
+def test_names_no_worker_could_use_are_400(c: httpx.Client) -> None:
+    # GET /poll refuses a group or process name with control characters, so an address or a process id
+    # with one would only ever wait: refused where it comes in.
+    assert "control" in assert_error(c.post("/promises", json={
+        "id": "ctl-recv", "timeout": FAR, "tags": {"resonate:invoke": "poll://any@g\x16"}}), 400)
+    assert "control" in assert_error(c.post("/promises/subscribe/x", json={
+        "id": "s", "timeout": 1, "recv": "g\x16"}), 400)
+    body = {"promise": {"id": "ctl-pid", "timeout": FAR, "tags": {"resonate:invoke": "poll://any@g"}},
+            "task": {"processId": "p\x00"}}
+    assert "process id" in assert_error(c.post("/promises/task", json=body), 400)
+    assert "1024" in assert_error(c.post("/promises/task", json=dict(body, task={"processId": "p" * 1025})), 400)
+    assert c.get("/promises/ctl-pid").status_code == 404  # nothing was created on the way
+
+
 def test_daemon_survives_all_of_the_above(c: httpx.Client, daemon: Daemon) -> None:
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert c.get("/ping").json() == {"status": "ok"}
