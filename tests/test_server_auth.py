@@ -115,3 +115,26 @@ def test_explicit_token() -> None:
     finally:
         d.stop()
         d.cleanup()
+
+
+def test_our_sdk_over_tcp_with_the_token(daemon: Daemon, token: str) -> None:
+    from resonate_daemon import errors
+
+    from resonate.remote import RemoteTransport
+
+    url = f"http://127.0.0.1:{daemon.http_port}"  # type: ignore[attr-defined]
+    good = RemoteTransport(url=url, token=token, retry_for=5)
+    try:
+        created = good.create_promise("sdk-over-tcp", FAR)
+        assert created.status == 201 and good.get_promise("sdk-over-tcp").state == "PENDING"
+        assert good.complete_promise("sdk-over-tcp", "RESOLVED")[1].state == "RESOLVED"
+    finally:
+        good.close()
+    bad = RemoteTransport(url=url, token="not-the-token", retry_for=5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.ResonateError) as info:
+            bad.get_promise("sdk-over-tcp")
+        assert info.value.status == 401 and time.monotonic() - started < 2  # a 4xx is not retried
+    finally:
+        bad.close()
