@@ -42,25 +42,32 @@ STATE_QUERY = {("PENDING",): "pending", ("RESOLVED",): "resolved",
                ("REJECTED", "REJECTED_CANCELED", "REJECTED_TIMEDOUT"): "rejected"}
 
 
+def _connect_unix(path: str, timeout: float | None, options: Any = ()) -> _socket.socket:
+    """A connected AF_UNIX socket; on failure the socket is closed before the error goes up."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        for option in options or ():
+            sock.setsockopt(*option)
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _ClosingBackend(httpcore.SyncBackend):
     """httpcore leaves the socket of a failed AF_UNIX connect open (a ResourceWarning per retry while
     the daemon is down); this backend closes it."""
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Any = None) -> httpcore.NetworkStream:
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-            sock.settimeout(timeout)
-            sock.connect(path)
+            return SyncStream(_connect_unix(path, timeout, socket_options))
         except TimeoutError as exc:
-            sock.close()
             raise httpcore.ConnectTimeout(exc) from exc
         except OSError as exc:
-            sock.close()
             raise httpcore.ConnectError(exc) from exc
-        return SyncStream(sock)
 
 
 def _uds(path: str) -> httpx.HTTPTransport:
@@ -79,14 +86,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.unix_path = path
 
     def connect(self) -> None:
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+        self.sock = _connect_unix(self.unix_path, self.timeout)
 
 
 class _Connections:
@@ -180,6 +180,7 @@ class RemoteTransport:
         if body is not None:
             payload = json.dumps(body, separators=(",", ":")).encode()
             sent["Content-Type"] = "application/json"
+        first = True
         while True:
             try:
                 status, raw = self._exchange(method, target, payload, sent)
@@ -187,8 +188,15 @@ class RemoteTransport:
                 self._conns.drop()
                 if self._closing.is_set() or time.monotonic() + delay > deadline:
                     raise Unreachable(f"no resonate daemon answers at {self.where}: {exc}") from None
+                if first:  # most often a keep-alive connection the daemon closed while idle: reconnect now
+                    first = False
+                    continue
             else:
-                data = json.loads(raw) if raw else None
+                try:
+                    data = json.loads(raw) if raw else None
+                except ValueError:
+                    raise Unreachable(f"{self.where} answered HTTP {status} with a body that is not JSON: "
+                                      f"{raw[:80]!r}; is that a resonate daemon?") from None
                 if status < 500:
                     if status >= 400:
                         raise api.from_json(data, status)

@@ -138,3 +138,35 @@ def test_our_sdk_over_tcp_with_the_token(daemon: Daemon, token: str) -> None:
         assert info.value.status == 401 and time.monotonic() - started < 2  # a 4xx is not retried
     finally:
         bad.close()
+
+
+def test_our_sdk_says_so_when_the_url_is_not_a_daemon() -> None:
+    import http.server
+    import threading
+
+    from resonate.errors import Unreachable
+    from resonate.remote import RemoteTransport
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>a web page</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Html)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    transport = RemoteTransport(url=f"http://127.0.0.1:{server.server_address[1]}", retry_for=1)
+    try:
+        with pytest.raises(Unreachable, match="not JSON.*resonate daemon"):
+            transport.get_promise("p")
+    finally:
+        transport.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
