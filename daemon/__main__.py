@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from . import errors
-from .config import ServeConfig
-from .server import EXIT_STARTUP_FAILURE, serve
+from .server.config import ServeConfig
+from .server.server import EXIT_STARTUP_FAILURE, serve
 
 EXIT_USAGE = 2
 

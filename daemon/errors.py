@@ -1,7 +1,15 @@
-"""One exception tree for the daemon, with the stable codes of the legacy Resonate server API.
+"""The one exception tree of resonate: the daemon, the store, the SDK and the CLI all raise these.
 
-The HTTP status of an error is ``code // 100``. Every error pickles (it crosses process boundaries in
-tests and in the supervisor), so each class keeps its constructor arguments in ``args``.
+Standard library only (the SDK re-exports it as ``resonate.errors``), so a remote worker can catch
+``resonate.ResonateError`` without loading any server code. Every class has a stable ``code``:
+
+- ``4xxxx``/``5xxxx`` are the legacy Resonate server's API codes and ours beside them; an error that
+  crosses the wire travels as ``{"error": {"code", "message", "details"}}`` with HTTP status
+  ``code // 100`` and comes back as the same class (``from_json``);
+- ``6xxxx`` are outcomes of durable executions seen by the code that awaited them (a rejected, canceled
+  or timed-out promise); they never travel as API errors.
+
+Every error pickles (``__reduce__``): they cross process boundaries (futures, the supervisor, tests).
 """
 
 from __future__ import annotations
@@ -10,17 +18,18 @@ from typing import Any
 
 
 class ResonateError(Exception):
-    """Base of every error the engine, store or API raises on purpose."""
+    """Base of every error resonate raises on purpose."""
 
     code = 50000
 
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message, details)
+    def __init__(self, message: str = "", details: Any = None) -> None:
+        super().__init__(*((message,) if details is None else (message, details)))
         self.message = message
         self.details = details
 
     @property
     def status(self) -> int:
+        """The HTTP status this error travels with."""
         return self.code // 100
 
     def to_json(self) -> dict[str, Any]:
@@ -32,11 +41,23 @@ class ResonateError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The code travels too: an unknown wire code is kept on an instance of the base class.
+        return (self.__class__, self.args, {"code": self.code} if "code" in self.__dict__ else None)
+
+
+# -- the API's errors (HTTP status = code // 100) -------------------------------------------------
 
 class InvalidRequest(ResonateError):
-    """The request is malformed: wrong types, missing fields, bad ids, bad cron."""
+    """The request is malformed: wrong types, missing fields, bad ids, bad cron, a bad option."""
 
     code = 40000
+
+
+class EncodingError(ResonateError, TypeError):
+    """A value, argument or result cannot be stored (JSON cannot hold it and no encoding is known)."""
+
+    code = 40001
 
 
 class Unauthorized(ResonateError):
@@ -58,7 +79,7 @@ class AlreadyRejected(ResonateError):
 
 
 class AlreadyCanceled(ResonateError):
-    """A completion met a promise that is already REJECTED_CANCELED."""
+    """A completion met a promise that is already REJECTED_CANCELED, or a create met a canceled parent."""
 
     code = 40303
 
@@ -76,7 +97,7 @@ class TaskAlreadyClaimed(ResonateError):
 
 
 class TaskAlreadyCompleted(ResonateError):
-    """A claim, drop or complete met a task that is completed."""
+    """A claim or drop met a task that is completed (or whose promise is)."""
 
     code = 40307
 
@@ -111,8 +132,14 @@ class TaskNotFound(ResonateError):
     code = 40403
 
 
+class NotRegistered(ResonateError):
+    """A function name (or version) was invoked that no ``@resonate.register`` made known here."""
+
+    code = 40404
+
+
 class PromiseAlreadyExists(ResonateError):
-    """A create met an existing promise whose idempotency key differs (or strict create)."""
+    """A create met an existing promise whose idempotency key differs (or a strict create)."""
 
     code = 40900
 
@@ -121,6 +148,18 @@ class ScheduleAlreadyExists(ResonateError):
     """A schedule create met an existing schedule with another idempotency key."""
 
     code = 40901
+
+
+class NondeterminismError(ResonateError):
+    """A replay called a different function at a position where the recorded history has another."""
+
+    code = 40902
+
+    def __init__(self, position: str, recorded: str, called: str) -> None:
+        super().__init__(f"nondeterministic replay at {position!r}: the history records a call of "
+                         f"{recorded!r} there, but the code now calls {called!r}")
+        self.args = (position, recorded, called)
+        self.position, self.recorded, self.called = position, recorded, called
 
 
 class PayloadTooLarge(ResonateError):
@@ -135,6 +174,38 @@ class StoreLocked(ResonateError):
     code = 50300
 
 
+class StartupError(ResonateError):
+    """The daemon cannot start: a live daemon on the socket, a busy port, a socket path in the way."""
+
+    code = 50301
+
+
+class Unreachable(ResonateError):
+    """No daemon answers at the configured socket or URL (or what answers is not a resonate daemon)."""
+
+    code = 50302
+
+
+# -- outcomes of durable executions (never on the wire as errors) --------------------------------
+
+class PromiseRejected(ResonateError):
+    """A promise was rejected with a value that is not an exception this process can rebuild."""
+
+    code = 60001
+
+
+class PromiseCanceled(ResonateError):
+    """A promise this execution awaited was canceled."""
+
+    code = 60002
+
+
+class PromiseTimedOut(ResonateError):
+    """A promise this execution awaited passed its timeout before anyone completed it."""
+
+    code = 60003
+
+
 ALREADY_COMPLETED: dict[str, type[ResonateError]] = {
     "RESOLVED": AlreadyResolved,
     "REJECTED": AlreadyRejected,
@@ -145,16 +216,16 @@ ALREADY_COMPLETED: dict[str, type[ResonateError]] = {
 BY_CODE: dict[int, type[ResonateError]] = {
     cls.code: cls
     for cls in (
-        InvalidRequest, Unauthorized, AlreadyResolved, AlreadyRejected, AlreadyCanceled, AlreadyTimedOut,
-        TaskAlreadyClaimed, TaskAlreadyCompleted, InvalidCounter, TaskNotClaimed, PromiseNotFound,
-        ScheduleNotFound, TaskNotFound, PromiseAlreadyExists, ScheduleAlreadyExists, PayloadTooLarge,
-        StoreLocked,
+        InvalidRequest, EncodingError, Unauthorized, AlreadyResolved, AlreadyRejected, AlreadyCanceled,
+        AlreadyTimedOut, TaskAlreadyClaimed, TaskAlreadyCompleted, InvalidCounter, TaskNotClaimed,
+        PromiseNotFound, ScheduleNotFound, TaskNotFound, NotRegistered, PromiseAlreadyExists,
+        ScheduleAlreadyExists, PayloadTooLarge, StoreLocked, StartupError, Unreachable,
     )
 }
 
 
 def from_json(body: Any, status: int) -> ResonateError:
-    """Rebuild an error from its wire shape; unknown codes keep their message under the base class."""
+    """Rebuild an error from its wire shape; an unknown code keeps its message under the base class."""
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         exc = ResonateError(f"HTTP {status}: {body!r}")
@@ -162,7 +233,9 @@ def from_json(body: Any, status: int) -> ResonateError:
         return exc
     code = err.get("code")
     cls = BY_CODE.get(code) if isinstance(code, int) else None
-    exc = (cls or ResonateError)(str(err.get("message", "")), err.get("details"))
+    message = str(err.get("message", ""))
     if cls is None:
+        exc = ResonateError(message, err.get("details"))
         exc.code = code if isinstance(code, int) else status * 100
-    return exc
+        return exc
+    return cls(message, err.get("details"))

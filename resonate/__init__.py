@@ -15,29 +15,29 @@
 
 from __future__ import annotations
 
+from resonate_daemon import __version__
+
 from .context import Call, Context, Info, Promise
 from .errors import (
     EncodingError,
     NondeterminismError,
     NotRegistered,
     PromiseCanceled,
+    PromiseNotFound,
     PromiseRejected,
     PromiseTimedOut,
-    RemoteError,
     ResonateError,
     Unreachable,
 )
 from .handle import Handle
 from .options import Options
-from .registry import Function
-from .resonate import Resonate
+from .registry import Registry
+from .resonate import Function, Resonate
 from .retry import Constant, Exponential, Linear, Never, RetryPolicy
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Call", "Constant", "Context", "EncodingError", "Exponential", "Function", "Handle", "Info", "Linear",
-    "Never", "NondeterminismError", "NotRegistered", "Options", "Promise", "PromiseCanceled",
-    "PromiseRejected", "PromiseTimedOut", "RemoteError", "Resonate", "ResonateError", "RetryPolicy",
-    "Unreachable", "__version__",
+    "Never", "NondeterminismError", "NotRegistered", "Options", "Promise", "PromiseCanceled", "PromiseNotFound",
+    "PromiseRejected", "PromiseTimedOut", "Registry", "Resonate", "ResonateError", "RetryPolicy", "Unreachable",
+    "__version__",
 ]

@@ -16,7 +16,7 @@ import json
 import pickle
 from typing import Any
 
-from resonate_daemon.records import Value
+from resonate_daemon.protocol.records import Value
 
 from .errors import EncodingError, PromiseCanceled, PromiseRejected, PromiseTimedOut
 
@@ -135,9 +135,3 @@ def decode_param(value: Value) -> tuple[str, list[Any], dict[str, Any], int]:
         raise EncodingError("this promise's param is not an invocation (no 'func')")
     return obj["func"], list(obj.get("args") or []), dict(obj.get("kwargs") or {}), int(obj.get("version") or 0)
 
-
-def encode_json_text(text: str | None) -> Value:
-    """Data given as JSON text by a person or script (the CLI, ``promises.resolve(data=...)``)."""
-    if text is None:
-        return Value({}, None)
-    return Value({}, _b64(text))

@@ -6,45 +6,60 @@ is already completed returns its stored outcome at once (replay); a local step r
 a remote call, a bare promise or a sleep creates a promise and, when nothing else can run, the execution
 registers a callback on each promise it waits for and suspends (the task completes; nothing is kept in
 memory). Completing such a promise later creates a resume task, and the replay starts again from the top.
+
+``Execution.run`` returns the root's outcome or ``Suspended``; the runtime that called it settles handles.
+It depends on the transport, the registry and the context, never on the runtime.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from resonate_daemon import errors as api
-from resonate_daemon.engine import Claimed
-from resonate_daemon.records import (
+from resonate_daemon.protocol import (
+    CompletePromise,
+    CompleteTask,
+    CreateCallback,
+    CreatePromise,
+    GetPromise,
+    SettleStep,
+)
+from resonate_daemon.protocol.records import (
     EMPTY,
     REJECTED,
     RESOLVED,
+    TAG_FUNC,
     TAG_INVOKE,
     TAG_PARENT,
     TAG_ROOT,
     TAG_SCOPE,
     TAG_TIMEOUT,
+    Claimed,
+    address_of,
 )
-from resonate_daemon.records import (
-    Promise as Record,
-)
+from resonate_daemon.protocol.records import Promise as Record
 
-from . import codec
+from . import codec, retries
 from .context import DETACHED, PROMISE, RPC, RUN, SLEEP, Call, Context, Info, Promise
-from .errors import EncodingError, NondeterminismError, PromiseCanceled
+from .errors import (
+    AlreadyCanceled,
+    EncodingError,
+    InvalidRequest,
+    NondeterminismError,
+    PromiseCanceled,
+    ResonateError,
+)
 from .options import Options
-from .retries import RetryState, StepRun
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .registry import Registry
+from .transport import Transport, find
 
 log = logging.getLogger("resonate")
 
-TAG_FUNC = "resonate:func"  # ours: the function a promise stands for, to detect nondeterministic replays
 Outcome = tuple[bool, Any]
 
 
@@ -65,6 +80,18 @@ class Suspended:
     waiting_on: list[str] = field(default_factory=list)
 
 
+@dataclass
+class StepRun:
+    """One plain step being carried out: who waits for it, and how its outcome is stored."""
+
+    frame: Frame
+    call: Call[Any]
+    timeout: int
+    tags: dict[str, str]
+    save: bool  # False for a plain root function (its frame's return stores it)
+    stored: bool = False  # its promise exists (a replay found it pending)
+
+
 class _Canceled(Exception):
     """The root of this execution was canceled: stop, write nothing more."""
 
@@ -80,38 +107,39 @@ def _plain_root(step: RootStep) -> Generator[Any, Any, Any]:
     return (yield step)
 
 
-def _address(target: str) -> str:
-    return target if target.startswith("poll://") else f"poll://any@{target}"
-
-
 class Execution:
-    def __init__(self, rt: Runtime, claimed: Claimed) -> None:
-        self.rt = rt
+    def __init__(self, transport: Transport, registry: Registry, dependencies: dict[str, Any], claimed: Claimed,
+                 recv: str, stopping: threading.Event) -> None:
+        self.t = transport
+        self.registry = registry
+        self.dependencies = dependencies
         self.task = claimed.task
         self.root = claimed.root
-        self.t = rt.transport
+        self.recv = recv
+        self.stopping = stopping
         self.known: dict[str, Outcome] = {}
         self.waiters: dict[str, list[Frame]] = {}
         self.remote: set[str] = set()
         self.runnable: deque[Frame] = deque()
-        # One query for everything this call graph recorded so far (local mode); a child id under this
-        # root's namespace that is not in it has never been created.
-        self.recorded = self.t.descendants(self.root.id) if self.t.local_steps else None
+        # Everything this call graph recorded so far, read with the claim: a child id under this root's
+        # namespace that is not in it has never been created.
+        self.recorded: dict[str, Record] = claimed.graph if claimed.graph is not None else {}
         self.prefix = self.root.id + "."
-        self.retries = RetryState(self)
+        self.timers = retries.timers_by_step(self.recorded.values())  # retry timers, by step
+        self.retrying: dict[str, StepRun] = {}  # a pending retry timer -> the step it wakes
         self.local_frames: dict[str, Frame] = {}  # durable generator frames still running, by id
 
     # -- entry ------------------------------------------------------------------------------------
     def run(self) -> Outcome | Suspended:
         try:
             name, args, kwargs, version = codec.decode_param(self.root.param)
-            func, version = self.rt.registry.get(name, version)
+            func, version = self.registry.get(name, version)
         except Exception as exc:  # unknown function or a param we cannot read: reject, with the reason
             return self.finish_root(False, exc)
         info = Info(id=self.root.id, root_id=self.root.id, func=name, attempt=self.task.attempt,
                     timeout=self.root.timeout, version=version, tags=dict(self.root.tags),
                     idempotency_key=self.root.idempotency_key_for_create)
-        ctx = Context(info, self.rt.registry, self.rt.dependencies)
+        ctx = Context(info, self.registry, self.dependencies)
         if not inspect.isgeneratorfunction(func):
             gen: Generator[Any, Any, Any] = _plain_root(RootStep(Call(
                 RUN, self.root.id, func, name, tuple(args), kwargs, Options(version=version), wait=True)))
@@ -130,13 +158,14 @@ class Execution:
     def stop_canceled(self) -> Outcome:
         """The root was canceled under us: complete the task and drop the execution; write nothing."""
         log.info("execution %s was canceled; stopping it", self.root.id)
+        self.complete_task()
+        return False, PromiseCanceled(f"promise {self.root.id!r} was canceled")
+
+    def complete_task(self) -> None:
         try:
-            self.t.complete_task(self.task.id, self.task.counter)
-        except api.ResonateError as exc:
+            self.t.call(CompleteTask(self.task.id, self.task.counter))
+        except ResonateError as exc:  # fenced out or already done: someone else carries on
             log.debug("complete task %s: %s", self.task.id, exc)
-        outcome = (False, PromiseCanceled(f"promise {self.root.id!r} was canceled"))
-        self.rt.settle_handles(self.root.id, outcome)
-        return outcome
 
     def drive(self) -> Outcome | Suspended:
         while True:
@@ -146,23 +175,19 @@ class Execution:
                 assert self.root_frame.result is not None
                 return self.finish_root(*self.root_frame.result)
             waiting = [pid for pid in self.waiters if pid in self.remote]
-            waiting += self.retries.waiting()
+            waiting += list(self.retrying)
             # A local frame with a timeout earlier than the root's: its timing out must wake us too.
             waiting += [pid for pid in self.waiters if pid in self.local_frames
                         and self.local_frames[pid].timeout < self.root.timeout]
             progressed = False
             for pid in waiting:
-                reg = self.t.create_callback(pid, self.root.id, self.root.timeout, self.rt.recv)
+                reg = self.t.call(CreateCallback(pid, self.root.id, self.root.timeout, self.recv))
                 if not reg.promise.pending:
                     self.settle(pid, codec.outcome(reg.promise.state, reg.promise.value, pid))
                     progressed = True
             if progressed:
                 continue
-            self.rt.suspending(self.root.id)
-            try:
-                self.t.complete_task(self.task.id, self.task.counter)
-            except api.ResonateError as exc:  # fenced out or already done: someone else carries on
-                log.debug("complete task %s: %s", self.task.id, exc)
+            self.complete_task()
             return Suspended(waiting)
 
     # -- frames -----------------------------------------------------------------------------------
@@ -180,8 +205,8 @@ class Execution:
         if isinstance(cmd, Call):
             self.guard(frame, cmd.id, lambda: self.handle(frame, cmd))
         elif isinstance(cmd, RootStep):
-            self.guard(frame, cmd.call.id, lambda: self.retries.run(StepRun(
-                frame, cmd.call, self.root.timeout, {}, save=False, fresh=self.fresh_root())))
+            self.guard(frame, cmd.call.id, lambda: self.attempt(StepRun(frame, cmd.call, self.root.timeout, {},
+                                                                        save=False)))
         elif isinstance(cmd, Promise):
             self.wait(frame, cmd.id)
         else:
@@ -194,10 +219,10 @@ class Execution:
         """Carry out a call; errors the function should see go back into its frame."""
         try:
             fn()
-        except (NondeterminismError, EncodingError, api.InvalidRequest) as exc:
+        except (NondeterminismError, EncodingError, InvalidRequest) as exc:
             frame.input = (False, exc)
             self.runnable.append(frame)
-        except api.AlreadyCanceled as exc:
+        except AlreadyCanceled as exc:
             # The store refused a new promise under a canceled one (PromiseCanceled ends what was canceled).
             canceled = exc.details.get("canceled") if isinstance(exc.details, dict) else None
             if canceled is None or canceled == self.root.id:
@@ -211,10 +236,6 @@ class Execution:
                 self.known[call_id] = (False, error)
                 self.wait(frame, call_id)
 
-    def fresh_root(self) -> bool:
-        """A first claim of an invoke task: nothing can be recorded under the root yet."""
-        return self.task.type == "invoke" and self.task.attempt <= 1
-
     def handle(self, frame: Frame, call: Call[Any]) -> None:
         id = call.id
         timeout = min(self.t.now() + int(call.opts.timeout * 1000), frame.timeout)
@@ -225,9 +246,7 @@ class Execution:
         param = EMPTY
         if call.kind in (RPC, DETACHED):
             param = codec.encode_param(call.name, call.args, call.kwargs, call.opts.version)
-            tags[TAG_INVOKE] = _address(call.opts.target)
-            tags[TAG_FUNC] = call.name
-            tags[TAG_SCOPE] = "global"
+            tags.update({TAG_INVOKE: address_of(call.opts.target), TAG_FUNC: call.name, TAG_SCOPE: "global"})
             if call.kind == RPC:
                 tags[TAG_ROOT], tags[TAG_PARENT] = self.root.id, frame.id
             else:  # a new call graph: its own root, not bounded by our timeout
@@ -239,7 +258,7 @@ class Execution:
         elif call.kind == PROMISE:
             param = codec.encode(call.data)
             tags.update({TAG_ROOT: self.root.id, TAG_PARENT: frame.id})
-        created = self.t.create_promise(id, timeout, param, tags, call.opts.ikey(id))
+        created = self.t.call(CreatePromise(id, timeout, param, tags, call.opts.ikey(id)))
         self.check_replay(created.promise, call, frame.id)
         if created.promise.pending:
             self.remote.add(id)
@@ -262,12 +281,7 @@ class Execution:
             return
         tags = {TAG_ROOT: self.root.id, TAG_PARENT: frame.id, TAG_SCOPE: "local", TAG_FUNC: call.name,
                 **call.opts.tags}
-        fresh = False
-        if self.t.local_steps:
-            stored = self.lookup(id)
-        else:
-            created = self.t.create_promise(id, timeout, EMPTY, tags, call.opts.ikey(id))
-            stored, fresh = created.promise, created.status == 201
+        stored = self.lookup(id)
         if stored is not None:
             self.check_replay(stored, call, frame.id)
             if not stored.pending:
@@ -276,7 +290,7 @@ class Execution:
                 return
         if is_gen:
             if stored is None:
-                self.t.create_promise(id, timeout, EMPTY, tags, call.opts.ikey(id))
+                self.t.call(CreatePromise(id, timeout, EMPTY, tags, call.opts.ikey(id)))
             self.start_frame(id, func, call, frame, timeout, durable=True)
             if frame.id != id:
                 started = self.runnable[-1] if self.runnable and self.runnable[-1].id == id else None
@@ -284,7 +298,59 @@ class Execution:
                     self.local_frames[id] = started
             self.deliver(frame, call)
             return
-        self.retries.run(StepRun(frame, call, timeout, tags, save=True, fresh=fresh, stored=stored is not None))
+        self.attempt(StepRun(frame, call, timeout, tags, save=True, stored=stored is not None))
+
+    # -- plain steps and their durable retries ------------------------------------------------------
+    def attempt(self, run: StepRun) -> None:
+        """Attempt a plain step (unless a recorded retry timer still runs); on failure, retry or give up."""
+        timers = self.timers.setdefault(run.call.id, [])
+        if timers and timers[-1].pending:
+            self.retrying[timers[-1].id] = run
+            return
+        call = run.call
+        func = call.func
+        assert callable(func)
+        policy = call.opts.policy_for(func)
+        attempt = len(timers) + 1
+        while True:
+            ctx = self.child_ctx(call.id, call, run.frame, run.timeout, attempt)
+            try:
+                value = func(ctx, *call.args, **call.kwargs)
+            except Exception as exc:
+                error: Exception = exc
+            else:
+                self.step_done(run, True, value)
+                return
+            delay = retries.next_delay(policy, attempt, error, call.opts.non_retryable_exceptions, self.t.now(),
+                                       run.timeout)
+            if delay is None:
+                self.step_done(run, False, error)
+                return
+            rid = retries.timer_id(call.id, attempt)
+            log.info("%s failed (%s: %s); attempt %d in %.3gs", call.id, type(error).__name__, error,
+                     attempt + 1, delay)
+            created = self.t.call(CreatePromise(rid, self.t.now() + int(delay * 1000), EMPTY,
+                                                retries.timer_tags(self.root.id, call.id), rid))
+            timers.append(created.promise)
+            if created.promise.pending:
+                self.retrying[rid] = run
+                return
+            attempt += 1  # the timer is already due (a zero delay): go again at once
+
+    def timer_fired(self, id: str, outcome: Outcome) -> bool:
+        """A retry timer completed: attempt its step again. False if ``id`` is not a retry timer."""
+        run = self.retrying.pop(id, None)
+        if run is None:
+            return False
+        timers = self.timers[run.call.id]
+        ok, value = outcome
+        if timers and timers[-1].id == id:
+            timers[-1] = replace(timers[-1], state=RESOLVED if ok else REJECTED)
+        if ok:
+            self.guard(run.frame, run.call.id, lambda: self.attempt(run))
+        else:  # the timer was canceled (a canceled tree): the step ends with that error
+            self.guard(run.frame, run.call.id, lambda: self.step_done(run, False, value))
+        return True
 
     def step_done(self, run: StepRun, ok: bool, value: Any) -> None:
         """A plain step finished (or gave up retrying): store its outcome and hand it to its caller."""
@@ -294,8 +360,8 @@ class Execution:
             self.runnable.append(frame)
             return
         state, encoded, ok, value = self.encode_outcome(ok, value)
-        if not run.stored and self.t.local_steps:
-            saved = self.t.create_and_complete(id, run.timeout, EMPTY, run.tags, encoded, state)
+        if not run.stored:
+            saved = self.t.call(SettleStep(id, run.timeout, state, encoded, EMPTY, run.tags)).promise
         else:
             saved = self.complete(id, state, encoded)
         self.known[id] = (ok, value) if saved.state == state else codec.outcome(saved.state, saved.value, id)
@@ -315,14 +381,14 @@ class Execution:
     def child_ctx(self, id: str, call: Call[Any], parent: Frame, timeout: int, attempt: int = 1) -> Context:
         info = Info(id=id, root_id=self.root.id, func=call.name, attempt=attempt, timeout=timeout,
                     version=call.opts.version, tags=dict(call.opts.tags), idempotency_key=call.opts.ikey(id))
-        return Context(info, self.rt.registry, self.rt.dependencies)
+        return Context(info, self.registry, self.dependencies)
 
     def lookup(self, id: str) -> Record | None:
-        if self.recorded is not None:
-            found = self.recorded.get(id)
-            if found is not None or id.startswith(self.prefix):
-                return found
-        return self.t.find_promise(id)
+        found = self.recorded.get(id)
+        if found is not None or id.startswith(self.prefix):
+            return found
+        result: Record | None = find(self.t, GetPromise(id))  # an id given by hand, outside our namespace
+        return result
 
     def check_replay(self, stored: Record, call: Call[Any], parent: str) -> None:
         recorded = stored.tags.get(TAG_FUNC)
@@ -352,7 +418,7 @@ class Execution:
             self.waiters.setdefault(id, []).append(frame)
 
     def settle(self, id: str, outcome: Outcome) -> None:
-        if self.retries.settled(id, outcome):
+        if self.timer_fired(id, outcome):
             return
         self.known[id] = outcome
         self.remote.discard(id)
@@ -384,17 +450,16 @@ class Execution:
 
     def complete(self, id: str, state: str, value: Any) -> Record:
         try:
-            return self.t.complete_promise(id, state, value, id)[1]
-        except api.ResonateError:
+            return self.t.call(CompletePromise(id, state, value, id)).promise
+        except ResonateError:
             # Completed by someone else meanwhile (canceled, timed out): the stored outcome wins.
-            return self.t.get_promise(id)
+            return self.t.call(GetPromise(id))
 
     def finish_root(self, ok: bool, value: Any) -> Outcome:
         state, encoded, ok, value = self.encode_outcome(ok, value)
         saved = self.complete(self.root.id, state, encoded)
         if saved.state != state or saved.idempotency_key_for_complete != self.root.id:
             ok, value = codec.outcome(saved.state, saved.value, self.root.id)
-        self.rt.settle_handles(self.root.id, (ok, value))
         return ok, value
 
     def call_plain(self, func: Callable[..., Any], ctx: Context, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -406,12 +471,11 @@ class Execution:
             try:
                 return True, func(ctx, *args, **kwargs)
             except Exception as exc:
-                if opts.non_retryable_exceptions and isinstance(exc, opts.non_retryable_exceptions):
-                    return False, exc
                 attempt += 1
-                delay = policy.next(attempt)
-                if delay is None or self.t.now() + delay * 1000 >= timeout:
+                delay = retries.next_delay(policy, attempt, exc, opts.non_retryable_exceptions, self.t.now(),
+                                           timeout)
+                if delay is None:
                     return False, exc
                 log.info("%s failed (%s: %s); retry %d in %.1fs", ctx.id, type(exc).__name__, exc, attempt, delay)
-                if self.rt.stopping.wait(delay):
+                if self.stopping.wait(delay):
                     return False, exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
@@ -31,6 +30,8 @@ class Handle(Generic[T]):
         return self.future.result(timeout=timeout)
 
     def __await__(self) -> Generator[Any, None, T]:
+        import asyncio  # here: a worker that never awaits a handle does not pay for loading asyncio
+
         return asyncio.wrap_future(self.future).__await__()
 
     def __repr__(self) -> str:

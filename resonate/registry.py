@@ -1,21 +1,12 @@
-"""Registered functions: names and versions, and the ``Function`` wrapper ``@resonate.register`` returns."""
+"""Registered functions by name and version (the ``Function`` wrapper lives beside ``Resonate``)."""
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from .errors import NotRegistered
-from .options import Options
-
-if TYPE_CHECKING:
-    from .handle import Handle
-    from .resonate import Resonate
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class Registry:
@@ -53,8 +44,9 @@ class Registry:
     def name_of(self, func: Callable[..., Any] | str, must_be_registered: bool = False) -> tuple[str, int]:
         if isinstance(func, str):
             return func, 0
-        if isinstance(func, Function):
-            return func.name, func.version
+        registration = getattr(func, "registration", None)  # a Function: what it was registered as
+        if isinstance(registration, tuple):
+            return registration[0], registration[1]
         found = self._by_func.get(func)
         if found is not None:
             return found
@@ -66,56 +58,7 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
-
-class Function(Generic[P, R]):
-    """A registered function: call it plainly, or durably with ``run`` / ``begin_run`` / ``rpc``.
-
-    Example::
-
-        @resonate.register
-        def greet(ctx: Context, name: str) -> str:
-            return f"hello {name}"
-
-        greet.run("greet-ada", "ada")                            # 'hello ada'
-        greet.options(timeout=60).begin_run("greet-bob", "bob")  # Handle
-    """
-
-    def __init__(self, resonate: Resonate, name: str, version: int, func: Callable[..., Any],
-                 opts: Options) -> None:
-        functools.update_wrapper(self, func)
-        self._resonate = resonate
-        self.name = name
-        self.version = version
-        self.func = func
-        self._opts = opts
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.func(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"Function({self.name!r}, version={self.version})"
-
-    def options(self, **opts: Any) -> Function[P, R]:
-        """The same function with other default options for its invocations."""
-        return Function(self._resonate, self.name, self.version, self.func, self._opts.merge(**opts))
-
-    def _client(self) -> Resonate:
-        return self._resonate._with_opts(self._opts.merge(version=self.version))
-
-    def run(self, id: str, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run durably in this process (or pick up the stored result) and return the value."""
-        return self.begin_run(id, *args, **kwargs).result()
-
-    def begin_run(self, id: str, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
-        return self._client().begin_run(id, self, *args, **kwargs)
-
-    def rpc(self, id: str, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Have a worker of the target group run it; wait for the value."""
-        return self.begin_rpc(id, *args, **kwargs).result()
-
-    def begin_rpc(self, id: str, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
-        return self._client().begin_rpc(id, self.name, *args, **kwargs)
-
-
-# Exported for typing: what a registered generator function's run() returns.
-GeneratorOf = Generator[Any, Any, R]
+    def entries(self) -> list[tuple[str, int, Callable[..., Any]]]:
+        """Every (name, version, function) registered, by name then version."""
+        with self._lock:
+            return [(n, v, f) for n, vs in sorted(self._by_name.items()) for v, f in sorted(vs.items())]

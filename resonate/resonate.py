@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 import copy
-import inspect
-import uuid
+import functools
+import os
 from collections.abc import Callable
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from resonate_daemon.records import TAG_INVOKE, TAG_ROOT, TAG_SCOPE, Schedule
+from resonate_daemon.protocol import (
+    CreateAndSubscribe,
+    CreatePromiseAndTask,
+    CreateSchedule,
+    GetPromise,
+    GetStatus,
+)
+from resonate_daemon.protocol.records import (
+    FOREVER,
+    TAG_FUNC,
+    TAG_INVOKE,
+    TAG_ROOT,
+    TAG_SCOPE,
+    Claimed,
+    Schedule,
+    Status,
+    address_of,
+)
 
 from . import codec
-from .execution import TAG_FUNC
 from .handle import Handle
 from .options import Options
-from .promises import Promises
-from .registry import Function, Registry
-from .runtime import SUBSCRIPTION_TIMEOUT, Runtime
+from .promises import Promises, Tasks
+from .registry import Registry
+from .runtime import Runtime
 from .schedules import Schedules
-from .transport import LocalTransport, Transport
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from resonate_daemon.clock import Clock
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Resonate:
@@ -44,29 +66,35 @@ class Resonate:
         self._dependencies: dict[str, Any] = dict(dependencies or {})
         self._opts = Options()
         self._group = group
-        self._pid = pid or uuid.uuid4().hex
+        self._pid = pid or os.urandom(16).hex()
         self._transport = transport
         self._runtime = Runtime(transport, self._registry, self._dependencies, group, self._pid, ttl, workers)
         self._promises = Promises(transport)
         self._schedules = Schedules(transport)
+        self._tasks = Tasks(transport)
 
     @classmethod
     def local(cls, path: str | None = None, *, group: str = "default", pid: str | None = None,
               ttl: float = 10, workers: int | None = None, durability: str = "full",
-              dependencies: dict[str, Any] | None = None, clock: Any = None) -> Resonate:
+              registry: Registry | None = None, dependencies: dict[str, Any] | None = None,
+              clock: Clock | None = None) -> Resonate:
         """Everything in this process: SQLite in memory, or in the file ``path`` so a crash resumes."""
+        from .local import LocalTransport
+
         return cls(LocalTransport(path, durability=durability, clock=clock), group=group, pid=pid, ttl=ttl,
-                   workers=workers, dependencies=dependencies)
+                   workers=workers, registry=registry, dependencies=dependencies)
 
     @classmethod
     def remote(cls, group: str = "default", *, socket: str | None = None, url: str | None = None,
                token: str | None = None, pid: str | None = None, ttl: float = 10,
-               workers: int | None = None, dependencies: dict[str, Any] | None = None) -> Resonate:
-        """A worker and client of a daemon (``resonate serve``), over its Unix socket or TCP URL."""
+               workers: int | None = None, registry: Registry | None = None,
+               dependencies: dict[str, Any] | None = None, retry_for: float = 30.0) -> Resonate:
+        """A worker and client of a daemon (``resonate serve``), over its Unix socket or TCP URL.
+        Requests that meet no daemon are retried for ``retry_for`` seconds, then raise ``Unreachable``."""
         from .remote import RemoteTransport
 
-        return cls(RemoteTransport(socket=socket, url=url, token=token), group=group, pid=pid, ttl=ttl,
-                   workers=workers, dependencies=dependencies)
+        return cls(RemoteTransport(socket=socket, url=url, token=token, retry_for=retry_for), group=group,
+                   pid=pid, ttl=ttl, workers=workers, registry=registry, dependencies=dependencies)
 
     # -- configuration ----------------------------------------------------------------------------
     @property
@@ -78,6 +106,11 @@ class Resonate:
         return self._group
 
     @property
+    def where(self) -> str:
+        """Where the store is: a database file, a socket path or a URL."""
+        return self._transport.where
+
+    @property
     def promises(self) -> Promises:
         return self._promises
 
@@ -86,8 +119,16 @@ class Resonate:
         return self._schedules
 
     @property
+    def tasks(self) -> Tasks:
+        return self._tasks
+
+    @property
     def registry(self) -> Registry:
         return self._registry
+
+    @property
+    def dependencies(self) -> dict[str, Any]:
+        return dict(self._dependencies)
 
     def _with_opts(self, opts: Options) -> Resonate:
         other = copy.copy(self)
@@ -131,6 +172,14 @@ class Resonate:
         """Stop: heartbeats first, so the store can hand unfinished work to another process."""
         self._runtime.stop()
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until this process runs no execution (each finished or suspended); False on timeout."""
+        return self._runtime.wait_idle(timeout)
+
+    def status(self) -> Status:
+        """Counts of promises and tasks by state; from a daemon also its pid, socket and workers."""
+        return self._transport.call(GetStatus())
+
     def __enter__(self) -> Resonate:
         return self
 
@@ -160,13 +209,11 @@ class Resonate:
         tags = {**opts.tags, TAG_INVOKE: f"poll://any@{self._group}/{self._pid}", TAG_SCOPE: "global",
                 TAG_ROOT: id, TAG_FUNC: name}
         try:
-            created = self._transport.create_promise(
-                id, timeout, codec.encode_param(name, args, kwargs, version), tags, opts.ikey(id),
-                claim=(self._pid, self._runtime.ttl_ms))
-            if created.task is not None:
-                from resonate_daemon.engine import Claimed
-
-                self._runtime.submit(Claimed(created.task, created.promise, None))
+            created = self._transport.call(CreatePromiseAndTask(
+                id, timeout, self._pid, self._runtime.ttl_ms, codec.encode_param(name, args, kwargs, version), tags,
+                opts.ikey(id)))
+            if created.task is not None:  # new: claimed by us at once, and nothing recorded under it yet
+                self._runtime.submit(Claimed(created.task, created.promise, None, graph={}))
             else:
                 self._runtime.watch(created.promise)
         except BaseException as exc:
@@ -187,17 +234,14 @@ class Resonate:
         if not new:
             return Handle(id, fut)
         opts = self._opts
-        target = opts.target if opts.target.startswith("poll://") else f"poll://any@{opts.target}"
         timeout = self._transport.now() + int(opts.timeout * 1000)
-        tags = {**opts.tags, TAG_INVOKE: target, TAG_SCOPE: "global", TAG_ROOT: id, TAG_FUNC: name}
+        tags = {**opts.tags, TAG_INVOKE: address_of(opts.target), TAG_SCOPE: "global", TAG_ROOT: id,
+                TAG_FUNC: name}
         try:
             param = codec.encode_param(name, args, kwargs, version)
-            subscribe = getattr(self._transport, "create_and_subscribe", None)
-            if subscribe is not None:  # the daemon: one request instead of create, then subscribe
-                self._runtime.settle_promise(subscribe(id, timeout, param, tags, opts.ikey(id), self._pid,
-                                                       SUBSCRIPTION_TIMEOUT, self._runtime.unicast))
-            else:
-                self._runtime.watch(self._transport.create_promise(id, timeout, param, tags, opts.ikey(id)).promise)
+            created = self._transport.call(CreateAndSubscribe(id, timeout, self._pid, self._runtime.unicast, param,
+                                                              tags, opts.ikey(id), subscription_timeout=FOREVER))
+            self._runtime.settle_promise(created.promise)
         except BaseException as exc:
             self._runtime.settle_handles(id, (False, exc))
         return Handle(id, fut)
@@ -216,12 +260,11 @@ class Resonate:
         else:
             fname, version = self._resolve(func)
         opts = self._opts
-        target = opts.target if opts.target != "default" else f"poll://any@{self._group}"
-        target = target if target.startswith("poll://") else f"poll://any@{target}"
+        target = address_of(opts.target if opts.target != "default" else self._group)
         tags = {**opts.tags, TAG_INVOKE: target, TAG_SCOPE: "global", TAG_FUNC: fname}
-        return self._transport.create_schedule(
+        return self._transport.call(CreateSchedule(
             name, cron, f"{name}.{{{{.timestamp}}}}", int(opts.timeout * 1000),
-            codec.encode_param(fname, args, kwargs, version), tags, idempotency_key=name)[1]
+            codec.encode_param(fname, args, kwargs, version), tags, idempotency_key=name)).schedule
 
     def get(self, id: str) -> Handle[Any]:
         """A handle on an existing promise (an execution started elsewhere, or earlier)."""
@@ -229,11 +272,62 @@ class Resonate:
         fut, new = self._runtime.future(id)
         if new:
             try:
-                self._runtime.watch(self._transport.get_promise(id))
+                self._runtime.watch(self._transport.call(GetPromise(id)))
             except BaseException as exc:
                 self._runtime.settle_handles(id, (False, exc))
         return Handle(id, fut)
 
 
-def is_generator_function(func: Callable[..., Any]) -> bool:
-    return inspect.isgeneratorfunction(getattr(func, "func", func))
+class Function(Generic[P, R]):
+    """A registered function: call it plainly, or durably with ``run`` / ``begin_run`` / ``rpc``.
+
+    Example::
+
+        @resonate.register
+        def greet(ctx: Context, name: str) -> str:
+            return f"hello {name}"
+
+        greet.run("greet-ada", "ada")                            # 'hello ada'
+        greet.options(timeout=60).begin_run("greet-bob", "bob")  # Handle
+    """
+
+    def __init__(self, resonate: Resonate, name: str, version: int, func: Callable[..., Any],
+                 opts: Options) -> None:
+        functools.update_wrapper(self, func)
+        self._resonate = resonate
+        self.name = name
+        self.version = version
+        self.func = func
+        self._opts = opts
+
+    @property
+    def registration(self) -> tuple[str, int]:
+        """The name and version it is registered under (how ``Registry.name_of`` knows it)."""
+        return self.name, self.version
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Function({self.name!r}, version={self.version})"
+
+    def options(self, **opts: Any) -> Function[P, R]:
+        """The same function with other default options for its invocations."""
+        return Function(self._resonate, self.name, self.version, self.func, self._opts.merge(**opts))
+
+    def _client(self) -> Resonate:
+        return self._resonate._with_opts(self._opts.merge(version=self.version))
+
+    def run(self, id: str, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run durably in this process (or pick up the stored result) and return the value."""
+        return self.begin_run(id, *args, **kwargs).result()
+
+    def begin_run(self, id: str, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        return self._client().begin_run(id, self, *args, **kwargs)
+
+    def rpc(self, id: str, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Have a worker of the target group run it; wait for the value."""
+        return self.begin_rpc(id, *args, **kwargs).result()
+
+    def begin_rpc(self, id: str, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        return self._client().begin_rpc(id, self.name, *args, **kwargs)

@@ -1,4 +1,8 @@
-"""The worker side of a Resonate instance: takes tasks, runs executions, heartbeats, settles handles."""
+"""The worker side of a Resonate instance: takes tasks, runs executions, heartbeats, settles handles.
+
+Depends on the transport and on ``Execution``; an execution never calls back into it: it returns the
+root's outcome (settled here on the handles waiting for it) or ``Suspended``.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,16 @@ import logging
 import threading
 from typing import Any
 
-from resonate_daemon import errors as api
-from resonate_daemon.engine import Claimed
-from resonate_daemon.records import Message, Promise, Task
+from resonate_daemon.protocol import ClaimTask, CreateSubscription, DropTask, GetPromise, Heartbeat
+from resonate_daemon.protocol.records import FOREVER, Claimed, Message, Promise, Task
 
 from . import codec
-from .execution import Execution
+from .errors import ResonateError
+from .execution import Execution, Suspended
 from .registry import Registry
 from .transport import Transport
 
 log = logging.getLogger("resonate")
-
-# A subscription never times out on its own: it lives as long as the promise (the official SDK's value).
-SUBSCRIPTION_TIMEOUT = 253402329599000
 
 
 class Runtime:
@@ -39,6 +40,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._futures: dict[str, concurrent.futures.Future[Any]] = {}
         self._held: dict[str, Task] = {}
+        self._idle = threading.Condition(self._lock)
         self._heartbeat: threading.Thread | None = None
         self._started = False
 
@@ -69,13 +71,18 @@ class Runtime:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.transport.close()
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until this process holds no task (every execution here finished or suspended)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._held, timeout)
+
     def _beat(self) -> None:
         interval = max(self.ttl_ms / 2000.0, 0.05)
         while not self.stopping.wait(interval):
             if not self._held:
                 continue
             try:
-                self.transport.heartbeat(self.pid)
+                self.transport.call(Heartbeat(self.pid))
             except Exception as exc:  # a daemon restart or a blip; the next beat tries again
                 log.warning("heartbeat failed: %s", exc)
 
@@ -97,29 +104,41 @@ class Runtime:
 
     def _take(self, task: Task) -> None:
         try:
-            claimed = self.transport.claim_task(task.id, task.counter, self.pid, self.ttl_ms)
-        except api.ResonateError as exc:
+            claimed = self.transport.call(ClaimTask(task.id, task.counter, self.pid, self.ttl_ms, graph=True))
+        except ResonateError as exc:
             log.debug("claim %s@%d: %s", task.id, task.counter, exc)  # someone else has it, or it is done
             return
         self.execute(claimed)
 
     def submit(self, claimed: Claimed) -> None:
+        """Run a task this process already claimed (it created the invocation claimed)."""
         assert self._pool is not None
+        with self._lock:
+            self._held[claimed.task.id] = claimed.task
         self._pool.submit(self.execute, claimed)
 
     def execute(self, claimed: Claimed) -> None:
         task = claimed.task
-        self._held[task.id] = task
+        with self._lock:
+            self._held[task.id] = task
         try:
-            Execution(self, claimed).run()
+            result = Execution(self.transport, self.registry, self.dependencies, claimed, self.recv,
+                               self.stopping).run()
+            if isinstance(result, Suspended):
+                self.suspended(task.root_promise_id)
+            else:
+                self.settle_handles(task.root_promise_id, result)
         except Exception as exc:  # the store failed under us: drop the task so it is retried
             log.exception("execution of %s failed: %s", task.root_promise_id, exc)
             try:
-                self.transport.drop_task(task.id, task.counter)
+                self.transport.call(DropTask(task.id, task.counter))
             except Exception:
                 pass
         finally:
-            self._held.pop(task.id, None)
+            with self._lock:
+                self._held.pop(task.id, None)
+                if not self._held:
+                    self._idle.notify_all()
 
     # -- handles ----------------------------------------------------------------------------------
     def future(self, id: str) -> tuple[concurrent.futures.Future[Any], bool]:
@@ -153,21 +172,21 @@ class Runtime:
         if not promise.pending:
             self.settle_promise(promise)
             return
-        reg = self.transport.create_subscription(promise.id, self.pid, SUBSCRIPTION_TIMEOUT, self.unicast)
+        reg = self.transport.call(CreateSubscription(promise.id, self.pid, FOREVER, self.unicast))
         if not reg.promise.pending:
             self.settle_promise(reg.promise)
 
     def _recheck(self) -> None:
         for id in list(self._futures):
             try:
-                self.watch(self.transport.get_promise(id))
-            except api.ResonateError as exc:
+                self.watch(self.transport.call(GetPromise(id)))
+            except ResonateError as exc:
                 log.warning("cannot re-check %s: %s", id, exc)
 
-    def suspending(self, root_id: str) -> None:
-        """An execution suspends: if a handle here waits on it, another process may finish it."""
+    def suspended(self, root_id: str) -> None:
+        """An execution suspended: if a handle here waits on it, another process may finish it."""
         if root_id in self._futures:
             try:
-                self.watch(self.transport.get_promise(root_id))
-            except api.ResonateError as exc:
+                self.watch(self.transport.call(GetPromise(root_id)))
+            except ResonateError as exc:
                 log.warning("cannot subscribe to %s: %s", root_id, exc)

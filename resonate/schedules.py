@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from resonate_daemon.records import Schedule, Value
+from resonate_daemon.protocol import CreateSchedule, DeleteSchedule, GetSchedule, SearchSchedules
+from resonate_daemon.protocol.records import Schedule, Value
 
 from . import codec
 from .transport import Transport
@@ -39,16 +40,17 @@ class Schedules:
         Creating the same id again with the same ``ikey`` returns the existing schedule.
         """
         value = param if param is not None else codec.encode(data)
-        return self._t.create_schedule(id, cron, promise_id, timeout, value, tags, description,
-                                       schedule_tags, ikey)[1]
+        return self._t.call(CreateSchedule(id, cron, promise_id, timeout, value, dict(tags or {}), description,
+                                           dict(schedule_tags or {}), ikey)).schedule
 
     def get(self, id: str) -> Schedule:
-        return self._t.get_schedule(id)
+        return self._t.call(GetSchedule(id))
 
     def delete(self, id: str) -> None:
-        self._t.delete_schedule(id)
+        self._t.call(DeleteSchedule(id))
 
     def search(self, id: str = "*", *, limit: int = 100,
                cursor: str | None = None) -> tuple[list[Schedule], str | None]:
         """One page of schedules, newest first, and the cursor of the next page (None at the end)."""
-        return self._t.search_schedules(id, limit, cursor)
+        page = self._t.call(SearchSchedules(id, limit, cursor))
+        return page.items, page.cursor

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
-from resonate_daemon import errors as api
-
-from resonate import errors as sdk
+from resonate import errors
 
 OK = 0
 ERROR = 1  # anything not named below
@@ -33,9 +31,9 @@ TABLE = [
 
 HELP = "Exit codes: " + ", ".join(f"{code} {what}" for code, what in TABLE) + "."
 
-_NOT_FOUND = (api.PromiseNotFound, api.TaskNotFound, api.ScheduleNotFound, sdk.NotRegistered)
-_CONFLICT = (api.AlreadyResolved, api.AlreadyRejected, api.AlreadyCanceled, api.AlreadyTimedOut,
-             api.PromiseAlreadyExists, api.ScheduleAlreadyExists)
+_NOT_FOUND = (errors.PromiseNotFound, errors.TaskNotFound, errors.ScheduleNotFound, errors.NotRegistered)
+_CONFLICT = (errors.AlreadyResolved, errors.AlreadyRejected, errors.AlreadyCanceled, errors.AlreadyTimedOut,
+             errors.PromiseAlreadyExists, errors.ScheduleAlreadyExists)
 
 
 def code_for(exc: BaseException) -> int:
@@ -44,11 +42,11 @@ def code_for(exc: BaseException) -> int:
         return NOT_FOUND
     if isinstance(exc, _CONFLICT):
         return CONFLICT
-    if isinstance(exc, (sdk.Unreachable, api.StoreLocked)):
+    if isinstance(exc, (errors.Unreachable, errors.StoreLocked)):
         return UNREACHABLE
-    if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError, sdk.PromiseTimedOut)):
+    if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError, errors.PromiseTimedOut)):
         return TIMED_OUT
-    if isinstance(exc, api.InvalidRequest):
+    if isinstance(exc, errors.InvalidRequest):
         return USAGE
     return ERROR
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import re
 import secrets
@@ -11,14 +10,14 @@ from contextlib import nullcontext
 from typing import Any
 
 import typer
-from resonate_daemon.records import Promise
+from resonate_daemon.protocol.records import Promise
 
 from resonate.handle import Handle
 
 from . import exits
-from .backend import Backend
-from .render import emit_json, err, fail, out
-from .session import APP_HELP, JSON_HELP, import_app, parse_duration, parse_tags, parse_value, using
+from .client import Client
+from .output import View, err, fail, out, output
+from .session import APP_HELP, import_app, parse_duration, parse_tags, parse_value, using
 
 EXAMPLE = """
 Examples:
@@ -36,6 +35,7 @@ def default_id(func: str, args: list[str]) -> str:
     return f"{text}-{secrets.token_hex(3)}"
 
 
+@output()
 def invoke(
     ctx: typer.Context,
     func: str = typer.Argument(..., help="The registered function's name."),
@@ -48,8 +48,7 @@ def invoke(
     version: int = typer.Option(None, "--version", help="Function version (default: the latest registered)."),
     app: str = typer.Option(None, "--app", "-a", help=APP_HELP + " Needed without a daemon."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Print the id and return; do not wait for the result."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
+) -> View:
     """Invoke FUNC durably and print its result (JSON).
 
     With a daemon up, a worker of the target group runs it (--app not needed). Without one, it runs
@@ -57,90 +56,71 @@ def invoke(
     completed prints the stored result at once.
     """
     if target and group:
-        fail("give --target or --group, not both", exits.USAGE, as_json=as_json)
+        fail("give --target or --group, not both", exits.USAGE)
     secs = parse_duration(timeout)
     kwargs: dict[str, Any] = {k: parse_value(v) for k, v in parse_tags(kwarg).items()}
     values = [parse_value(a) for a in (args or [])]
     pid = id or default_id(func, list(args or []))
-    module = import_app(app, as_json=as_json)
+    module = import_app(app)
     where = target or (f"poll://any@{group}" if group else None)
-    with using(ctx, as_json=as_json, app=module) as backend:
+    with using(ctx, app=module) as client:
         opts: dict[str, Any] = {"timeout": secs, "version": version or None}
-        if backend.daemon:
+        if client.daemon:
             opts["target"] = where or "default"
-            handle = backend.resonate.options(**opts).begin_rpc(pid, func, *values, **kwargs)
+            handle = client.resonate.options(**opts).begin_rpc(pid, func, *values, **kwargs)
         else:
             if module is None:
-                fail(f"no daemon answers at {backend.target.socket_path}, so {func} would run here; pass --app "
+                fail(f"no daemon answers at {client.target.socket_path}, so {func} would run here; pass --app "
                      "with your code (e.g. --app examples/factorial.py), or start one: resonate serve --app ...",
-                     exits.USAGE, as_json=as_json)
+                     exits.USAGE)
             if where:
                 fail("--target/--group need a daemon (workers run there); without one, invoke runs here",
-                     exits.USAGE, as_json=as_json)
-            backend.resonate.registry.get(func, version or 0)  # NotRegistered now, naming what is
-            handle = backend.resonate.options(**opts).begin_run(pid, func, *values, **kwargs)
+                     exits.USAGE)
+            client.resonate.registry.get(func, version or 0)  # NotRegistered now, naming what is
+            handle = client.resonate.options(**opts).begin_run(pid, func, *values, **kwargs)
         if no_wait:
-            if not backend.daemon:
-                settle(backend, handle)  # embedded: run until done or suspended, while we hold the file
-            promise = backend.resonate.promises.get(pid)
-            if as_json:
-                emit_json(promise.to_json())
-            else:
-                print(pid)
-            return
-        finish(backend, handle, func, where or "default", as_json)
+            if not client.daemon:  # embedded: run until done or suspended, while we hold the file
+                client.resonate.wait_idle()
+            promise = client.resonate.promises.get(pid)
+            return View(promise.to_json(), lambda: print(pid))
+        return finish(client, handle, func, where or "default")
 
 
-def settle(backend: Backend, handle: Handle[Any]) -> None:
-    """Embedded --no-wait: give the execution the chance to finish or suspend before we close the file."""
-    engine = backend.transport.engine
-    while not handle.done():
-        busy = [t for t in engine.search_tasks(("CLAIMED",), 1000) if t.root_promise_id == handle.id]
-        if not busy:
-            return
-        concurrent.futures.wait([handle.future], timeout=0.02)
-
-
-def finish(backend: Backend, handle: Handle[Any], func: str, target: str, as_json: bool) -> None:
+def finish(client: Client, handle: Handle[Any], func: str, target: str) -> View:
     try:
-        with _spinner(backend, handle.id, func, target):
+        with _spinner(client, handle.id, func, target):
             exc = handle.future.exception()  # blocks until the execution completes; never raises it
     except KeyboardInterrupt:
         err.print(f"stopped waiting; {handle.id} goes on (see: resonate promises get {handle.id})")
         raise typer.Exit(130) from None
-    promise = backend.resonate.promises.get(handle.id)
+    promise = client.resonate.promises.get(handle.id)
     if promise.pending:  # the handle failed without the promise completing: a transport error
         raise exc if exc is not None else RuntimeError("the execution ended without a result")
-    report(promise, as_json)
+    return report(promise)
 
 
-def report(promise: Promise, as_json: bool) -> None:
-    """Print a completed promise's value (or error on stderr) and exit with the state's code."""
-    from .render import data_json
-
-    value = data_json(promise.value)
+def report(promise: Promise) -> View:
+    """A completed promise's value (or its error on stderr), ending with the state's exit code."""
+    value = promise.value.json()
     code = exits.code_for_state(promise.state)
-    if as_json:
-        doc = promise.to_json()
-        doc["result"] = value
-        emit_json(doc)
-    elif code == exits.OK:
-        out.print_json(json.dumps(value)) if sys.stdout.isatty() else print(json.dumps(value))
-    else:
+
+    def human() -> None:
+        if code == exits.OK:
+            out.print_json(json.dumps(value)) if sys.stdout.isatty() else print(json.dumps(value))
+            return
         message = value.get("__error__") if isinstance(value, dict) else value
         what = {"REJECTED_TIMEDOUT": "timed out", "REJECTED_CANCELED": "was canceled"}.get(promise.state, "failed")
-        err.print(f"[bold red]error:[/] {promise.id} {what}" + (f": {message}" if message else ""),
-                  highlight=False)
-    if code != exits.OK:
-        raise typer.Exit(code)
+        err.print(f"[bold red]error:[/] {promise.id} {what}" + (f": {message}" if message else ""), highlight=False)
+
+    return View({**promise.to_json(), "result": value}, human, exit=code)
 
 
-def _spinner(backend: Backend, id: str, func: str, target: str) -> Any:
+def _spinner(client: Client, id: str, func: str, target: str) -> Any:
     if not sys.stderr.isatty():
         return nullcontext()
     text = f"waiting for {id} ({func})"
-    if backend.daemon:
+    if client.daemon:
         group = target.split("@", 1)[1].split("/", 1)[0] if "@" in target else target
-        if not backend.workers().get(group):
+        if not client.status().workers.get(group):
             text += f" [yellow]- no worker of group {group!r} is connected; start one: resonate worker APP --group {group}[/]"
     return err.status(text)

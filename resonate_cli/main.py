@@ -1,7 +1,7 @@
 """The ``resonate`` command: the app, global flags, and the small commands (status, stop, tree, tasks, workers).
 
-Each command parses, makes one call into ``resonate`` / ``resonate_daemon`` (through ``backend``), and
-renders. Without a daemon, commands work embedded on the database file; see ``backend.open_backend``.
+Each command parses, makes one SDK call on the client ``session.using`` opens, and returns a ``View`` that
+``output`` renders. Without a daemon, commands work embedded on the database file; see ``client``.
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
 
 import typer
+from resonate_daemon.protocol.records import Status, Task
 from rich.table import Table
 
 from . import exits, invoke, promises, schedules, serve
-from .backend import probe
-from .render import emit_json, emit_lines, err, fail, out, state_text, tree, tree_json, when
-from .session import JSON_HELP, JSON_LINES_HELP, target_of, using
+from .output import JSON_HELP, View, err, fail, out, output
+from .render import children_of, state_text, tree, tree_json, when
+from .session import target_of, using
 
 VERSION = "0.1.0"
 TREE_LIMIT = 5000  # nodes: a call graph bigger than this is cut, with a note, rather than hang the terminal
@@ -61,7 +61,7 @@ def main(
     version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
-    from .backend import Target
+    from .client import Target
 
     ctx.obj = Target(socket or None, url or None, token or None, db or None)
 
@@ -74,31 +74,32 @@ app.command()(serve.worker)
 
 
 @app.command()
-def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+@output()
+def status(ctx: typer.Context) -> View:
     """Is a daemon up? Its socket, database, version, promises by state, workers by group.
 
     Example: resonate status --json
     """
-    with using(ctx, as_json=as_json) as backend:
-        doc = backend.status()
-    if as_json:
-        emit_json(doc)
-        return
+    with using(ctx) as client:
+        doc = client.status()
+    return View(doc.to_json(), lambda: _status_table(doc, target_of(ctx).socket_path))
+
+
+def _status_table(doc: Status, socket: str) -> None:
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    if doc["mode"] == "daemon":
-        table.add_row("daemon", f"[green]up[/] (pid {doc.get('pid')}, version {doc.get('version')})")
-        table.add_row("socket", str(doc.get("socket")))
-        if doc.get("http"):
-            table.add_row("http", str(doc["http"]))
+    if doc.mode == "daemon":
+        table.add_row("daemon", f"[green]up[/] (pid {doc.pid}, version {doc.version})")
+        table.add_row("socket", str(doc.socket))
+        if doc.http:
+            table.add_row("http", str(doc.http))
     else:
-        table.add_row("daemon", f"[yellow]not running[/] at {target_of(ctx).socket_path}: embedded mode")
-    table.add_row("database", str(doc.get("db")))
-    table.add_row("promises", ", ".join(f"{state_text(k)} {v}" for k, v in sorted(doc["promises"].items())) or "none")
-    table.add_row("tasks", ", ".join(f"{k} {v}" for k, v in sorted(doc["tasks"].items())) or "none")
-    workers = doc.get("workers") or {}
-    table.add_row("workers", ", ".join(f"{g}: {len(p)}" for g, p in workers.items()) or "none connected")
+        table.add_row("daemon", f"[yellow]not running[/] at {socket}: embedded mode")
+    table.add_row("database", str(doc.db))
+    table.add_row("promises", ", ".join(f"{state_text(k)} {v}" for k, v in sorted(doc.promises.items())) or "none")
+    table.add_row("tasks", ", ".join(f"{k} {v}" for k, v in sorted(doc.tasks.items())) or "none")
+    table.add_row("workers", ", ".join(f"{g}: {len(p)}" for g, p in doc.workers.items()) or "none connected")
     out.print(table)
 
 
@@ -110,10 +111,10 @@ def stop(ctx: typer.Context,
     Example: resonate stop
     """
     target = target_of(ctx)
-    status = probe(target)
-    if status is None:
+    found = target.probe()
+    if found is None:
         fail(f"no resonate daemon answers at {target.where}", exits.UNREACHABLE)
-    pid = status.get("pid")
+    pid = found.pid
     if not isinstance(pid, int):
         fail("the daemon does not report its pid; stop it where it runs (Ctrl+C) or with kill", exits.ERROR)
     try:
@@ -123,7 +124,7 @@ def stop(ctx: typer.Context,
     except PermissionError:
         fail(f"not allowed to signal pid {pid}", exits.ERROR)
     deadline = time.monotonic() + timeout
-    while probe(target) is not None:
+    while target.probe() is not None:
         if time.monotonic() > deadline:
             fail(f"sent SIGTERM to {pid}, but it still answers after {timeout:g}s", exits.TIMED_OUT)
         time.sleep(0.05)  # polling a process we do not own for its exit; bounded by the deadline
@@ -131,29 +132,23 @@ def stop(ctx: typer.Context,
 
 
 @app.command("tree")
+@output(json_help=JSON_HELP + " Nested under 'children'.")
 def tree_(ctx: typer.Context, id: str = typer.Argument(..., help="The root (or any) promise id.",
-                                                       autocompletion=promises.complete_id),
-          as_json: bool = typer.Option(False, "--json", help=JSON_HELP + " Nested under 'children'.")) -> None:
+                                                       autocompletion=promises.complete_id)) -> View:
     """The call graph under a promise: functions, run or rpc, state, duration, sleeping/waiting.
 
     Example: resonate tree order-7
     """
-    with using(ctx, as_json=as_json) as backend:
-        root = backend.resonate.promises.get(id)
-        children: dict[str, list[Any]] = {}
-        todo, seen = [root.id], 1
-        while todo and seen < TREE_LIMIT:
-            pid = todo.pop()
-            kids = backend.children(pid)
-            children[pid] = kids
-            seen += len(kids)
-            todo.extend(k.id for k in kids)
-    if as_json:
-        emit_json(tree_json(root, children))
-        return
-    out.print(tree(root, children))
-    if todo:
-        err.print(f"(cut at {TREE_LIMIT} promises)")
+    with using(ctx) as client:
+        found = client.resonate.promises.tree(id, limit=TREE_LIMIT)
+    root, children = found.promises[0], children_of(found.promises)
+
+    def human() -> None:
+        out.print(tree(root, children))
+        if found.truncated:
+            err.print(f"(cut at {TREE_LIMIT} promises)")
+
+    return View(tree_json(root, children), human)
 
 
 tasks_app = typer.Typer(help="Tasks: invocations and resumes waiting for, or held by, workers.", no_args_is_help=True)
@@ -161,57 +156,57 @@ app.add_typer(tasks_app, name="tasks")
 
 
 @tasks_app.command("list")
+@output(lines=True)
 def tasks_list(ctx: typer.Context,
                state: list[str] = typer.Option(None, "--state", "-s", help="INIT, ENQUEUED, CLAIMED, COMPLETED (repeatable)."),
-               limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000),
-               as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-               json_lines: bool = typer.Option(False, "--json-lines", help=JSON_LINES_HELP)) -> None:
+               limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000)) -> View:
     """List tasks, newest first.
 
     Example: resonate tasks list --state CLAIMED
     """
-    states = tuple(s.upper() for s in state) if state else None
-    with using(ctx, as_json=as_json) as backend:
-        found = backend.tasks(states, limit)
-    if as_json:
-        emit_json({"tasks": found})
-    elif json_lines:
-        emit_lines(found)
-    else:
-        table = Table(box=None, header_style="bold")
-        for col in ("ID", "COUNTER", "TYPE", "STATE", "ROOT", "PROCESS", "LEASE UNTIL"):
-            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=None if col == "ID" else 24)
-        for t in found:
-            table.add_row(t["id"], str(t["counter"]), t.get("type", ""), t.get("state", ""),
-                          t.get("rootPromiseId", ""), t.get("processId") or "-",
-                          when(t.get("expiresAt")) if t.get("state") == "CLAIMED" else "-")
-        out.print(table)
-        if not found:
-            err.print("no tasks")
+    with using(ctx) as client:
+        found = client.resonate.tasks.search(state or None, limit=limit)
+    docs = [t.to_json() for t in found]
+    return View({"tasks": docs}, lambda: _tasks_table(found), items=docs)
+
+
+def _tasks_table(found: list[Task]) -> None:
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "COUNTER", "TYPE", "STATE", "ROOT", "PROCESS", "LEASE UNTIL"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=None if col == "ID" else 24)
+    for t in found:
+        table.add_row(t.id, str(t.counter), t.type, t.state, t.root_promise_id, t.process_id or "-",
+                      when(t.expires_at) if t.state == "CLAIMED" else "-")
+    out.print(table)
+    if not found:
+        err.print("no tasks")
 
 
 @app.command()
-def workers(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+@output()
+def workers(ctx: typer.Context) -> View:
     """Connected workers by group, and the tasks each holds.
 
     Example: resonate workers --json
     """
-    with using(ctx, as_json=as_json) as backend:
-        groups = backend.workers()
-        claimed = backend.tasks(("CLAIMED",), 1000)
+    with using(ctx) as client:
+        groups = client.status().workers
+        claimed = client.resonate.tasks.search(("CLAIMED",), limit=1000)
+        daemon = client.daemon
     held: dict[str, list[str]] = {}
     for t in claimed:
-        held.setdefault(t.get("processId") or "", []).append(t["id"])
-    if as_json:
-        emit_json({"workers": groups, "claimed": held})
-        return
-    if not groups:
-        err.print("no workers connected" + ("" if backend.daemon else " (embedded mode: no daemon)"))
-        return
-    table = Table(box=None, header_style="bold")
-    for col in ("GROUP", "PROCESS", "CLAIMED TASKS"):
-        table.add_column(col)
-    for group, pids in groups.items():
-        for pid in pids:
-            table.add_row(group, pid, ", ".join(held.get(pid, [])) or "-")
-    out.print(table)
+        held.setdefault(t.process_id or "", []).append(t.id)
+
+    def human() -> None:
+        if not groups:
+            err.print("no workers connected" + ("" if daemon else " (embedded mode: no daemon)"))
+            return
+        table = Table(box=None, header_style="bold")
+        for col in ("GROUP", "PROCESS", "CLAIMED TASKS"):
+            table.add_column(col)
+        for group, pids in groups.items():
+            for pid in pids:
+                table.add_row(group, pid, ", ".join(held.get(pid, [])) or "-")
+        out.print(table)
+
+    return View({"workers": groups, "claimed": held}, human)

@@ -1,90 +1,37 @@
-"""Output: rich tables and trees for people, one JSON document (or NDJSON) for scripts, errors on stderr."""
+"""Human output: rich tables and trees of promises, values and durations (``output`` has the JSON side)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import sys
 import time
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
-import typer
-from resonate_daemon.records import TAG_INVOKE, TAG_PARENT, TAG_SCOPE, TAG_TIMEOUT, Promise
-from rich.console import Console
+from resonate_daemon.protocol.records import (
+    TAG_FUNC,
+    TAG_INVOKE,
+    TAG_PARENT,
+    TAG_SCOPE,
+    TAG_TIMEOUT,
+    Callback,
+    Promise,
+    Value,
+)
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from resonate.execution import TAG_FUNC
-
-from . import exits
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+from .output import err, out
 
 STATE_STYLE = {"PENDING": "yellow", "RESOLVED": "green", "REJECTED": "red", "REJECTED_CANCELED": "magenta",
                "REJECTED_TIMEDOUT": "red"}
 
 
-def emit_json(doc: Any) -> None:
-    """Exactly one JSON document on stdout."""
-    sys.stdout.write(json.dumps(doc, separators=(",", ":"), sort_keys=False) + "\n")
-    sys.stdout.flush()
-
-
-def emit_lines(docs: Iterable[Any]) -> None:
-    for doc in docs:
-        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def fail(message: str, code: int, *, as_json: bool = False, kind: str | None = None,
-         api_code: int | None = None) -> NoReturn:
-    """Print an error on stderr (``{"error": {...}}`` under --json) and exit with ``code``."""
-    if as_json:
-        body: dict[str, Any] = {"message": message, "exit": code}
-        if kind:
-            body["type"] = kind
-        if api_code:
-            body["code"] = api_code
-        sys.stderr.write(json.dumps({"error": body}) + "\n")
-    else:
-        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
-def fail_with(exc: BaseException, *, as_json: bool = False) -> NoReturn:
-    code = exits.code_for(exc)
-    api_code = getattr(exc, "code", None)
-    fail(str(exc) or type(exc).__name__, code, as_json=as_json, kind=type(exc).__name__,
-         api_code=api_code if isinstance(api_code, int) else None)
-
-
 # -- values -------------------------------------------------------------------------------------
 
-def data_text(value: Any) -> str | None:
-    """A ``{headers, data}`` value's data as text (base64 decoded), or None when empty."""
-    data = value.data if hasattr(value, "data") else (value or {}).get("data")
-    if not data:
-        return None
-    try:
-        return base64.b64decode(data).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return data
-
-
-def data_json(value: Any) -> Any:
+def data_json(value: Value) -> Any:
     """The data parsed as JSON where it parses, else the text (for display and --json convenience)."""
-    text = data_text(value)
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    return value.json()
 
 
 def short(value: Any, width: int = 60) -> str:
@@ -159,7 +106,7 @@ def promise_table(promises: list[Promise], cursor: str | None = None) -> None:
         err.print(f"more: --cursor {cursor}", highlight=False)
 
 
-def promise_detail(p: Promise, callbacks: list[dict[str, Any]] | None = None) -> None:
+def promise_detail(p: Promise, callbacks: list[Callback] | None = None) -> None:
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -181,8 +128,8 @@ def promise_detail(p: Promise, callbacks: list[dict[str, Any]] | None = None) ->
     if callbacks is not None:
         if callbacks:
             for cb in callbacks:
-                who = "execution" if cb.get("kind") == "resume" else "caller"
-                table.add_row("waiting", f"{who} {escape(cb.get('rootPromiseId') or cb.get('id', ''))}")
+                who = "execution" if cb.kind == "resume" else "caller"
+                table.add_row("waiting", f"{who} {escape(cb.root_promise_id or cb.id)}")
         elif p.pending:
             table.add_row("waiting", "nobody is waiting on it yet")
     out.print(table)
@@ -200,6 +147,16 @@ def tree_label(p: Promise, now: int) -> str:
         extra = duration((p.completed_on or now) - p.created_on)
     name = f"[bold]{escape(func)}[/] " if func and kind != "sleep" else ""
     return f"{name}[dim]{escape(p.id)}[/] {kind} {state_text(p.state)} [dim]({extra})[/]"
+
+
+def children_of(promises: list[Promise]) -> dict[str, list[Promise]]:
+    """A tree's promises (the root first) by the parent they were created under."""
+    kids: dict[str, list[Promise]] = {}
+    for p in promises[1:]:
+        parent = p.tags.get(TAG_PARENT)
+        if parent is not None:
+            kids.setdefault(parent, []).append(p)
+    return kids
 
 
 def tree(root: Promise, children: dict[str, list[Promise]]) -> Tree:

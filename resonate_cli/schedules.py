@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from resonate_daemon.records import Schedule
+from resonate_daemon.protocol.records import Schedule
 from rich.table import Table
 
 from resonate import codec
 
 from . import exits
-from .render import emit_json, err, fail, out, short, when
-from .session import JSON_HELP, parse_duration, parse_tags, parse_value, using
+from .output import View, err, fail, out, output
+from .render import short, when
+from .session import parse_duration, parse_tags, parse_value, using
 
 app = typer.Typer(help="Cron schedules (UTC): each tick invokes a function durably.", no_args_is_help=True)
-
-JSON = typer.Option(False, "--json", help=JSON_HELP)
 
 
 def _call(s: Schedule) -> str:
@@ -36,14 +35,15 @@ def _target(text: str | None) -> str:
 
 
 @app.command()
+@output()
 def create(ctx: typer.Context, name: str = typer.Argument(..., help="The schedule's id; promises are NAME.<tick ms>."),
            cron: str = typer.Option(..., "--cron", help="Cron expression, 5 fields, UTC: '0 2 * * *'."),
            func: str = typer.Option(..., "--func", "-f", help="The registered function to invoke."),
            arg: list[str] = typer.Option(None, "--arg", help="A positional argument (JSON where it parses; repeatable)."),
            kwarg: list[str] = typer.Option(None, "--kwarg", "-k", help="A keyword argument k=v (repeatable)."),
            target: str = typer.Option(None, "--target", help="Where workers run it: a group or poll:// address (default: default)."),
-           timeout: str = typer.Option(None, "--timeout", help="Each invocation's timeout after its tick (30s, 5m, 1d; default 1y)."),
-           as_json: bool = JSON) -> None:
+           timeout: str = typer.Option(None, "--timeout", help="Each invocation's timeout after its tick (30s, 5m, 1d; default 1y).")
+           ) -> View:
     """Invoke FUNC on a cron schedule, durably (the store keeps it; a daemon fires it).
 
     Example: resonate schedules create nightly --cron "0 2 * * *" --func report --arg eu
@@ -51,21 +51,18 @@ def create(ctx: typer.Context, name: str = typer.Argument(..., help="The schedul
     secs = parse_duration(timeout)
     kwargs: dict[str, Any] = {k: parse_value(v) for k, v in parse_tags(kwarg).items()}
     values = [parse_value(a) for a in (arg or [])]
-    with using(ctx, as_json=as_json) as backend:
-        client = backend.resonate.options(target=_target(target), timeout=secs)
-        schedule = client.schedule(name, cron, func, *values, **kwargs)
+    with using(ctx) as client:
+        schedule = client.resonate.options(target=_target(target), timeout=secs).schedule(name, cron, func, *values,
+                                                                                          **kwargs)
         if schedule.cron != cron.strip() or _call(schedule) != _call(client_param(func, values, kwargs)):
             fail(f"schedule {name!r} already exists with another cron or call ({schedule.cron!r}: "
-                 f"{_call(schedule)}); delete it first", exits.CONFLICT, as_json=as_json,
-                 kind="ScheduleAlreadyExists")
-        if not backend.daemon:
+                 f"{_call(schedule)}); delete it first", exits.CONFLICT, kind="ScheduleAlreadyExists")
+        if not client.daemon:
             err.print("note: no daemon answers; the schedule is stored and fires once `resonate serve` runs "
                       "on this database", highlight=False)
-    if as_json:
-        emit_json(schedule.to_json())
-    else:
-        err.print(f"scheduled {name}: {_call(schedule)} at '{schedule.cron}' (UTC), next {when(schedule.next_run_time)}",
-                  highlight=False)
+    return View(schedule.to_json(), lambda: err.print(
+        f"scheduled {name}: {_call(schedule)} at '{schedule.cron}' (UTC), next {when(schedule.next_run_time)}",
+        highlight=False))
 
 
 def client_param(func: str, values: list[Any], kwargs: dict[str, Any]) -> Schedule:
@@ -74,19 +71,21 @@ def client_param(func: str, values: list[Any], kwargs: dict[str, Any]) -> Schedu
 
 
 @app.command("list")
+@output(lines=True)
 def list_(ctx: typer.Context, id: str = typer.Option("*", "--id", help="Id glob (* matches anything)."),
           limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000),
-          cursor: str = typer.Option(None, "--cursor", help="Continue from a previous page's cursor."),
-          as_json: bool = JSON) -> None:
+          cursor: str = typer.Option(None, "--cursor", help="Continue from a previous page's cursor.")) -> View:
     """List schedules, newest first.
 
     Example: resonate schedules list --json
     """
-    with using(ctx, as_json=as_json) as backend:
-        found, nxt = backend.resonate.schedules.search(id, limit=limit, cursor=cursor)
-    if as_json:
-        emit_json({"schedules": [s.to_json() for s in found], "cursor": nxt})
-        return
+    with using(ctx) as client:
+        found, nxt = client.resonate.schedules.search(id, limit=limit, cursor=cursor)
+    return View({"schedules": [s.to_json() for s in found], "cursor": nxt}, lambda: _table(found, nxt),
+                items=[s.to_json() for s in found])
+
+
+def _table(found: list[Schedule], nxt: str | None) -> None:
     table = Table(box=None, header_style="bold")
     for col in ("ID", "CRON", "CALL", "TARGET", "NEXT RUN", "LAST RUN"):
         table.add_column(col, no_wrap=True)
@@ -101,16 +100,18 @@ def list_(ctx: typer.Context, id: str = typer.Option("*", "--id", help="Id glob 
 
 
 @app.command()
-def get(ctx: typer.Context, id: str = typer.Argument(..., help="The schedule id."), as_json: bool = JSON) -> None:
+@output()
+def get(ctx: typer.Context, id: str = typer.Argument(..., help="The schedule id.")) -> View:
     """Show one schedule.
 
     Example: resonate schedules get nightly
     """
-    with using(ctx, as_json=as_json) as backend:
-        s = backend.resonate.schedules.get(id)
-    if as_json:
-        emit_json(s.to_json())
-        return
+    with using(ctx) as client:
+        s = client.resonate.schedules.get(id)
+    return View(s.to_json(), lambda: _detail(s))
+
+
+def _detail(s: Schedule) -> None:
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -123,14 +124,12 @@ def get(ctx: typer.Context, id: str = typer.Argument(..., help="The schedule id.
 
 
 @app.command()
-def delete(ctx: typer.Context, id: str = typer.Argument(..., help="The schedule id."), as_json: bool = JSON) -> None:
+@output()
+def delete(ctx: typer.Context, id: str = typer.Argument(..., help="The schedule id.")) -> View:
     """Delete a schedule (promises it already created stay).
 
     Example: resonate schedules delete nightly
     """
-    with using(ctx, as_json=as_json) as backend:
-        backend.resonate.schedules.delete(id)
-    if as_json:
-        emit_json({"id": id, "deleted": True})
-    else:
-        err.print(f"deleted schedule {id}", highlight=False)
+    with using(ctx) as client:
+        client.resonate.schedules.delete(id)
+    return View({"id": id, "deleted": True}, lambda: err.print(f"deleted schedule {id}", highlight=False))

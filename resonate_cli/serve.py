@@ -7,12 +7,13 @@ import threading
 from typing import Any
 
 import typer
-from resonate_daemon import errors as api
-from resonate_daemon.config import ServeConfig
+from resonate_daemon.server.config import ServeConfig
+
+from resonate.errors import InvalidRequest, ResonateError
 
 from . import exits
-from .backend import Target, app_registry, daemon_client, probe
-from .render import err, fail
+from .client import Target, app_registry
+from .output import err, fail
 from .session import APP_HELP, import_app, target_of
 
 SOCKET_HELP = "Unix socket path (default: under the user runtime dir)."
@@ -37,18 +38,18 @@ def serve(
 
     Example: resonate serve --db ./resonate.db --http 127.0.0.1:8001
     """
-    from resonate_daemon.server import serve as run
+    from resonate_daemon.server.server import serve as run
 
     try:
         config = ServeConfig.resolve(socket=socket, db=db, http=http, poll_port=poll_port, token=token,
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
                                      log_level=log_level, app=app, workers=workers,
                                      reload=reload or None, group=group)
-    except api.InvalidRequest as exc:
+    except InvalidRequest as exc:
         fail(str(exc), exits.USAGE)
     try:
         code = run(config)
-    except api.ResonateError as exc:  # StartupError, StoreLocked: say why, no traceback
+    except ResonateError as exc:  # StartupError, StoreLocked: say why, no traceback
         fail(f"cannot start: {exc}", exits.ERROR)
     raise typer.Exit(code)
 
@@ -74,7 +75,7 @@ def worker(
         registry, deps = app_registry(module)
     except LookupError as exc:
         fail(str(exc), exits.USAGE)
-    if probe(target) is None:
+    if target.probe() is None:
         fail(f"no resonate daemon answers at {target.where}; a worker needs one: start `resonate serve`",
              exits.UNREACHABLE)
     stop = threading.Event()
@@ -83,7 +84,7 @@ def worker(
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    client, _ = daemon_client(target, group=group, registry=registry, dependencies=deps, retry_for=30.0)
+    client = target.remote(group=group, registry=registry, dependencies=deps, retry_for=30.0)
     try:
         client.start()
         names = ", ".join(registry.names()) or "nothing"

@@ -1,4 +1,4 @@
-"""What every command shares: the global target, opening the backend once, parsing flags, mapping errors."""
+"""What every command shares: the global target, opening the client once, parsing flags, mapping errors."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from types import ModuleType
 import typer
 
 from . import exits
-from .backend import Backend, NeedsDaemon, Target, load_app, open_backend
-from .render import fail, fail_with
+from .client import Client, NeedsDaemon, Target, load_app, open_client
+from .output import fail, fail_with
 
-JSON_HELP = "Print one JSON document on stdout (the API's field names)."
-JSON_LINES_HELP = "Print one JSON object per line (NDJSON)."
 APP_HELP = "Your app: a module path (pkg.mod) or a file (examples/factorial.py) that registers functions."
 
 
@@ -25,7 +23,7 @@ def target_of(ctx: typer.Context) -> Target:
     return obj if isinstance(obj, Target) else Target()
 
 
-def import_app(spec: str | None, *, as_json: bool = False) -> ModuleType | None:
+def import_app(spec: str | None) -> ModuleType | None:
     if not spec:
         return None
     try:
@@ -33,33 +31,32 @@ def import_app(spec: str | None, *, as_json: bool = False) -> ModuleType | None:
     except typer.Exit:
         raise
     except (ImportError, FileNotFoundError, LookupError) as exc:
-        fail(f"cannot load app {spec!r}: {exc}", exits.USAGE, as_json=as_json, kind=type(exc).__name__)
+        fail(f"cannot load app {spec!r}: {exc}", exits.USAGE, kind=type(exc).__name__)
     except Exception as exc:  # the app's own import-time code failed: show what, not our traceback
-        fail(f"importing app {spec!r} raised {type(exc).__name__}: {exc}", exits.ERROR, as_json=as_json)
+        fail(f"importing app {spec!r} raised {type(exc).__name__}: {exc}", exits.ERROR)
 
 
 @contextmanager
-def using(ctx: typer.Context, *, as_json: bool = False, app: ModuleType | None = None,
-          require_daemon: bool = False) -> Iterator[Backend]:
-    """Open the backend for one command, map every error to its exit code, and always close it."""
+def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: bool = False) -> Iterator[Client]:
+    """Open the client for one command, map every error to its exit code, and always close it."""
     try:
-        backend = open_backend(target_of(ctx), app=app, require_daemon=require_daemon)
+        client = open_client(target_of(ctx), app=app, require_daemon=require_daemon)
     except NeedsDaemon as exc:
-        fail(str(exc), exits.UNREACHABLE, as_json=as_json, kind="NeedsDaemon")
+        fail(str(exc), exits.UNREACHABLE, kind="NeedsDaemon")
     except LookupError as exc:  # the app has no Resonate instance
-        fail(str(exc), exits.USAGE, as_json=as_json, kind="LookupError")
+        fail(str(exc), exits.USAGE, kind="LookupError")
     except Exception as exc:
-        fail_with(exc, as_json=as_json)
+        fail_with(exc)
     try:
-        yield backend
+        yield client
     except (typer.Exit, typer.Abort):
         raise
     except KeyboardInterrupt:
-        fail("interrupted", 130, as_json=as_json)
+        fail("interrupted", 130)
     except Exception as exc:
-        fail_with(exc, as_json=as_json)
+        fail_with(exc)
     finally:
-        backend.close()
+        client.close()
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -95,7 +92,7 @@ def parse_value(text: str) -> object:
         return text
 
 
-def read_data(text: str | None, *, as_json: bool = False) -> str | None:
+def read_data(text: str | None) -> str | None:
     """``--data``: JSON text, ``@file``, or ``-`` for stdin; validated as JSON before anything is sent."""
     if text is None:
         return None
@@ -107,10 +104,10 @@ def read_data(text: str | None, *, as_json: bool = False) -> str | None:
             with open(text[1:]) as f:
                 text, source = f.read(), text[1:]
         except OSError as exc:
-            fail(f"cannot read {text[1:]!r}: {exc.strerror}", exits.USAGE, as_json=as_json)
+            fail(f"cannot read {text[1:]!r}: {exc.strerror}", exits.USAGE)
     error = json_error(text)
     if error:
-        fail(f"{source} is not valid JSON: {error}", exits.USAGE, as_json=as_json, kind="InvalidJSON")
+        fail(f"{source} is not valid JSON: {error}", exits.USAGE, kind="InvalidJSON")
     return text.strip()
 
 

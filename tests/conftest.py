@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 from resonate_daemon.clock import ManualClock
-from resonate_daemon.engine import Engine
-from resonate_daemon.records import Message
-from resonate_daemon.store import Store
+from resonate_daemon.core.engine import Engine
+from resonate_daemon.protocol.records import Message
+from resonate_daemon.store import open_store
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def sink() -> Sink:
 @pytest.fixture
 def engine(db_path: str, clock: ManualClock, sink: Sink) -> Iterator[Engine]:
     """An engine on a real SQLite file, with a manual clock and a collecting sink."""
-    store = Store.open(db_path)
+    store = open_store(db_path)
     try:
         yield Engine(store, clock, sink=sink)
     finally:

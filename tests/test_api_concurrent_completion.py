@@ -4,7 +4,7 @@ Each client is a thread with its own connection to the daemon's Unix socket; all
 the same order behind a barrier, so every promise sees 16 near-simultaneous PATCHes with a random target
 state, idempotency key (two keys, or none) and strictness. The recorded history (each request, its
 status, the returned state or error code) must check out against a sequential model: the transition
-table itself (resonate_daemon.transitions.transition), replaying the one winner (201) first and then
+table itself (resonate_daemon.core.transitions.promise_transition), replaying the one winner (201) first and then
 each loser, which must get the status and code the table gives for the completed promise (PROTOCOL.md:
 200 with the same key, 403 by the current state otherwise; docs/protocol-deviations.md point 2).
 """
@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 from daemon_proc import FAR, Daemon
-from resonate_daemon.records import Promise, Value
-from resonate_daemon.transitions import Complete, transition
+from resonate_daemon.core.transitions import Complete
+from resonate_daemon.core.transitions import promise_transition as transition
+from resonate_daemon.protocol.records import Promise, Value
 
 CLIENTS = 16
 PROMISES = 1000

@@ -48,6 +48,7 @@ INT64_MAX = 2**63 - 1
 GROUP = "fzgroup"
 RECV = f"poll://any@{GROUP}"
 PENDING_ID = "fz/pending"  # a "/" in the id: paths carry it unescaped
+CREATE_KEY, COMPLETE_KEY = "fz-create-key", "fz-complete-key"  # the seeds' idempotency keys
 RESOLVED_ID = "fz/resolved"
 INIT_ROOT = "fz-init"  # its invoke task stays INIT: nobody is connected to the group
 CLAIMED_A = "fz-claimed-a"  # its task is claimed by PROCESS (the target of /tasks/complete)
@@ -114,9 +115,11 @@ def baseline(c: httpx.Client) -> dict[str, Any]:
         assert r.status_code == status, r.text
         return r.json()
 
-    ok(c.post("/promises", json={"id": PENDING_ID, "timeout": FAR, "param": {"data": b64("p")}, "tags": {"k": "v"}}))
+    ok(c.post("/promises", json={"id": PENDING_ID, "timeout": FAR, "param": {"data": b64("p")}, "tags": {"k": "v"}},
+              headers={"idempotency-key": CREATE_KEY}))
     ok(c.post("/promises", json={"id": RESOLVED_ID, "timeout": FAR}))
-    ok(c.patch(f"/promises/{RESOLVED_ID}", json={"state": "RESOLVED", "value": {"data": b64("v")}}))
+    ok(c.patch(f"/promises/{RESOLVED_ID}", json={"state": "RESOLVED", "value": {"data": b64("v")}},
+               headers={"idempotency-key": COMPLETE_KEY}))
     ok(c.post("/promises", json={"id": INIT_ROOT, "timeout": FAR, "tags": invoke}))
     for root in (CLAIMED_A, CLAIMED_B):
         out = ok(c.post("/promises/task", json={"promise": {"id": root, "timeout": FAR, "tags": invoke},
@@ -588,7 +591,7 @@ def bad_header_requests(draw: st.DrawFn) -> Req:
         if draw(st.booleans()):
             headers["idempotency-key"] = draw(header_text)
         return body_req(endpoint.method, endpoint.path, endpoint.body, headers=headers)
-    ikey = draw(header_text)
+    ikey = draw(header_text.filter(lambda b: b not in (CREATE_KEY.encode(), COMPLETE_KEY.encode())))
     headers = {"idempotency-key": ikey}
     if draw(st.booleans()):
         headers["strict"] = draw(good_strict)
@@ -678,7 +681,10 @@ def valid_noops(draw: st.DrawFn) -> Req:
                                                           ("promiseParam",)))
     content = json.dumps(body).encode()
     assume(len(content) <= MAX_BODY)
-    return Req(method, path, content, frozenset({200}))
+    # A repeat is a no-op only with the key of the first request (two missing keys do not match).
+    headers = {"idempotency-key": {"create": CREATE_KEY, "create_task": CREATE_KEY,
+                                   "complete": COMPLETE_KEY}[which]} if which in ("create", "create_task", "complete") else {}
+    return Req(method, path, content, frozenset({200}), headers)
 
 
 @fuzz(80)

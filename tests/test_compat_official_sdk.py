@@ -215,5 +215,4 @@ def test_human_in_the_loop_resolved_by_our_sdk(setup: dict) -> None:  # type: ig
         assert p.state == "RESOLVED"
     finally:
         ours.stop()
-        ours._runtime.transport.close()  # stop() skips it for a never-started instance (leaks the client)
     assert setup["client"]("result", "--id", root) == {"id": root, "result": {"approved": True, "by": "ours"}}

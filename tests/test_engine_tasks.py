@@ -10,13 +10,29 @@ import random
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 from conftest import Sink
 from resonate_daemon import errors
 from resonate_daemon.clock import ManualClock
-from resonate_daemon.engine import RESEND_AFTER_MS, Engine
-from resonate_daemon.records import (
+from resonate_daemon.core.engine import Engine
+from resonate_daemon.core.transitions import RESEND_AFTER_MS
+from resonate_daemon.protocol import (
+    ClaimTask,
+    CompletePromise,
+    CompleteTask,
+    CreateCallback,
+    CreatePromise,
+    CreatePromiseAndTask,
+    CreateSubscription,
+    DropTask,
+    GetCallbacks,
+    GetPromise,
+    Heartbeat,
+    SearchTasks,
+)
+from resonate_daemon.protocol.records import (
     CLAIMED,
     COMPLETED,
     ENQUEUED,
@@ -25,33 +41,57 @@ from resonate_daemon.records import (
     REJECTED,
     RESOLVED,
     TAG_INVOKE,
+    Completed,
+    Message,
+    Task,
     Value,
 )
-from resonate_daemon.store import Store
+from resonate_daemon.store import open_store
+
+from resonate.local import LocalTransport
 
 HOUR = 3_600_000
 RECV = "poll://any@workers/p1"
 
 
 def invoke(engine: Engine, clock: ManualClock, id: str = "foo") -> str:
-    engine.create_promise(id, clock.now() + HOUR, Value({}, "e30="), {TAG_INVOKE: RECV}, idempotency_key=id)
+    engine.create_promise(CreatePromise(id, clock.now() + HOUR, Value({}, "e30="), {TAG_INVOKE: RECV},
+                                        idempotency_key=id))
     return f"__invoke:{id}"
+
+
+def task(engine: Engine, id: str) -> Task:
+    found = engine.store.get_task(id)
+    assert found is not None
+    return found
+
+
+def claim(engine: Engine, id: str, counter: int, pid: str, ttl: int):  # type: ignore[no-untyped-def]
+    return engine.claim_task(ClaimTask(id, counter, pid, ttl))
+
+
+def complete(engine: Engine, id: str, counter: int) -> int:
+    return engine.complete_task(CompleteTask(id, counter)).status
+
+
+def drop(engine: Engine, id: str, counter: int) -> int:
+    return engine.drop_task(DropTask(id, counter)).status
 
 
 def test_invoke_task_is_created_with_its_promise(engine: Engine, clock: ManualClock, sink: Sink) -> None:
     tid = invoke(engine, clock)
-    task = engine.get_task(tid)
-    assert (task.state, task.counter, task.type, task.root_promise_id, task.recv) == (INIT, 1, "invoke", "foo", RECV)
+    t = task(engine, tid)
+    assert (t.state, t.counter, t.type, t.root_promise_id, t.recv) == (INIT, 1, "invoke", "foo", RECV)
     [msg] = sink.take()
-    assert (msg.type, msg.recv, msg.task) == ("invoke", RECV, task)
-    assert msg.to_json()["task"] == {"id": tid, "counter": 1, "timeout": task.timeout, "rootPromiseId": "foo",
+    assert (msg.type, msg.recv, msg.task) == ("invoke", RECV, t)
+    assert msg.to_json()["task"] == {"id": tid, "counter": 1, "timeout": t.timeout, "rootPromiseId": "foo",
                                      "createdOn": clock.now()}
     # a deduplicated create makes no second task and sends nothing
     assert invoke(engine, clock) == tid
-    assert sink.take() == [] and len(engine.search_tasks()) == 1
+    assert sink.take() == [] and len(engine.search_tasks(SearchTasks())) == 1
     # a plain promise has no task
-    engine.create_promise("plain", clock.now() + HOUR)
-    assert len(engine.search_tasks()) == 1
+    engine.create_promise(CreatePromise("plain", clock.now() + HOUR))
+    assert len(engine.search_tasks(SearchTasks())) == 1
 
 
 def test_invoke_task_and_promise_share_one_transaction(engine: Engine, clock: ManualClock, sink: Sink,
@@ -67,7 +107,8 @@ def test_invoke_task_and_promise_share_one_transaction(engine: Engine, clock: Ma
 
 
 def test_create_and_claim_at_once(engine: Engine, clock: ManualClock, sink: Sink) -> None:
-    created = engine.create_promise("foo", clock.now() + HOUR, tags={TAG_INVOKE: RECV}, claim=("p1", 5_000))
+    created = engine.create_promise_and_task(CreatePromiseAndTask("foo", clock.now() + HOUR, "p1", 5_000,
+                                                                  tags={TAG_INVOKE: RECV}))
     assert created.task is not None
     assert (created.task.state, created.task.process_id, created.task.expires_at) == (CLAIMED, "p1",
                                                                                        clock.now() + 5_000)
@@ -77,41 +118,41 @@ def test_create_and_claim_at_once(engine: Engine, clock: ManualClock, sink: Sink
 def test_claim_needs_the_current_counter(engine: Engine, clock: ManualClock) -> None:
     tid = invoke(engine, clock)
     with pytest.raises(errors.InvalidCounter) as info:
-        engine.claim_task(tid, 2, "p1", 1_000)
+        claim(engine, tid, 2, "p1", 1_000)
     assert info.value.code == 40308
-    claimed = engine.claim_task(tid, 1, "p1", 1_000)
-    assert claimed.type == "invoke" and claimed.root.id == "foo" and claimed.leaf is None
+    claimed = claim(engine, tid, 1, "p1", 1_000)
+    assert claimed.task.type == "invoke" and claimed.root.id == "foo" and claimed.leaf is None
     t = claimed.task
     assert (t.state, t.process_id, t.ttl, t.expires_at, t.attempt) == (CLAIMED, "p1", 1_000, clock.now() + 1_000, 1)
     with pytest.raises(errors.TaskAlreadyClaimed) as info2:
-        engine.claim_task(tid, 1, "p2", 1_000)
+        claim(engine, tid, 1, "p2", 1_000)
     assert info2.value.code == 40306
     with pytest.raises(errors.TaskNotFound):
-        engine.claim_task("__invoke:nope", 1, "p1", 1_000)
+        claim(engine, "__invoke:nope", 1, "p1", 1_000)
 
 
 def test_drop_fences_out_the_old_counter(engine: Engine, clock: ManualClock, sink: Sink) -> None:
     tid = invoke(engine, clock)
-    engine.claim_task(tid, 1, "p1", 1_000)
+    claim(engine, tid, 1, "p1", 1_000)
     sink.take()
-    assert engine.drop_task(tid, 1) == 201
-    task = engine.get_task(tid)
-    assert (task.state, task.counter, task.process_id) == (INIT, 2, None)
+    assert drop(engine, tid, 1) == 201
+    t = task(engine, tid)
+    assert (t.state, t.counter, t.process_id) == (INIT, 2, None)
     [msg] = sink.take()
     assert (msg.type, msg.task.counter) == ("invoke", 2)  # sent again, with the new counter
-    for op in (lambda: engine.claim_task(tid, 1, "p1", 1_000), lambda: engine.complete_task(tid, 1),
-               lambda: engine.drop_task(tid, 1)):
+    for op in (lambda: claim(engine, tid, 1, "p1", 1_000), lambda: complete(engine, tid, 1),
+               lambda: drop(engine, tid, 1)):
         with pytest.raises(errors.InvalidCounter) as info:
             op()
         assert info.value.code == 40308
     with pytest.raises(errors.TaskNotClaimed) as info3:
-        engine.complete_task(tid, 2)
+        complete(engine, tid, 2)
     assert info3.value.code == 40309
-    engine.claim_task(tid, 2, "p2", 1_000)
-    assert engine.complete_task(tid, 2) == 201
-    assert engine.complete_task(tid, 2) == 200  # completing twice is harmless
+    claim(engine, tid, 2, "p2", 1_000)
+    assert complete(engine, tid, 2) == 201
+    assert complete(engine, tid, 2) == 200  # completing twice is harmless
     with pytest.raises(errors.TaskAlreadyCompleted) as info4:
-        engine.drop_task(tid, 2)
+        drop(engine, tid, 2)
     assert info4.value.code == 40307
 
 
@@ -119,25 +160,25 @@ def test_heartbeat_extends_leases_and_a_lapsed_lease_is_redispatched(engine: Eng
                                                                       sink: Sink) -> None:
     tid = invoke(engine, clock)
     other = invoke(engine, clock, "bar")
-    engine.claim_task(tid, 1, "p1", 1_000)
-    engine.claim_task(other, 1, "p2", 1_000)
+    claim(engine, tid, 1, "p1", 1_000)
+    claim(engine, other, 1, "p2", 1_000)
     sink.take()
     clock.advance(800)
-    assert engine.heartbeat("p1") == 1
-    assert engine.get_task(tid).expires_at == clock.now() + 1_000
-    assert engine.heartbeat("nobody") == 0
+    assert engine.heartbeat(Heartbeat("p1")) == 1
+    assert task(engine, tid).expires_at == clock.now() + 1_000
+    assert engine.heartbeat(Heartbeat("nobody")) == 0
     clock.advance(300)  # p2's lease lapsed; p1's was extended
     engine.tick()
-    assert engine.get_task(tid).state == CLAIMED
-    bar = engine.get_task(other)
+    assert task(engine, tid).state == CLAIMED
+    bar = task(engine, other)
     assert (bar.state, bar.counter) == (INIT, 2)
     [msg] = sink.take()
     assert (msg.type, msg.task.id, msg.task.counter) == ("invoke", other, 2)
     clock.advance(1_000)
     engine.tick()
-    assert (engine.get_task(tid).state, engine.get_task(tid).counter) == (INIT, 2)
+    assert (task(engine, tid).state, task(engine, tid).counter) == (INIT, 2)
     with pytest.raises(errors.InvalidCounter):  # the old holder is fenced out
-        engine.complete_task(tid, 1)
+        complete(engine, tid, 1)
     assert [m.task.id for m in sink.take()] == [tid]
 
 
@@ -146,12 +187,12 @@ def test_a_sent_task_not_claimed_is_sent_again_with_the_same_counter(engine: Eng
     tid = invoke(engine, clock)
     sink.take()
     engine.mark_sent(tid, 1, "p1")
-    assert engine.get_task(tid).state == ENQUEUED
+    assert task(engine, tid).state == ENQUEUED
     assert engine.tick() == clock.now() + RESEND_AFTER_MS
     clock.advance(RESEND_AFTER_MS)
     engine.tick()
-    task = engine.get_task(tid)
-    assert (task.state, task.counter) == (INIT, 1)
+    t = task(engine, tid)
+    assert (t.state, t.counter) == (INIT, 1)
     assert [m.task.counter for m in sink.take()] == [1]
 
 
@@ -175,59 +216,59 @@ def test_marking_sent_skips_the_fsync_and_only_that_commit(engine: Engine, clock
         engine.store.db.execute_sql = real  # type: ignore[method-assign]
     assert syncs == [1]  # NORMAL for mark_sent's own commit...
     assert synchronous() == 2  # ...and FULL again for every commit after it
-    assert engine.get_task(tid).state == ENQUEUED
+    assert task(engine, tid).state == ENQUEUED
 
 
 def test_one_task_per_root_is_out_at_a_time(engine: Engine, clock: ManualClock, sink: Sink) -> None:
     tid = invoke(engine, clock, "root")
-    engine.claim_task(tid, 1, "p1", 10_000)
+    claim(engine, tid, 1, "p1", 10_000)
     for leaf in ("root.1", "root.2"):
-        engine.create_promise(leaf, clock.now() + HOUR)
-        assert engine.create_callback(leaf, "root", clock.now() + HOUR, RECV).status == 201
+        engine.create_promise(CreatePromise(leaf, clock.now() + HOUR))
+        assert engine.create_callback(CreateCallback(leaf, "root", clock.now() + HOUR, RECV)).status == 201
     sink.take()
-    engine.complete_promise("root.1", RESOLVED)
-    engine.complete_promise("root.2", RESOLVED)
+    engine.complete_promise(CompletePromise("root.1", RESOLVED))
+    engine.complete_promise(CompletePromise("root.2", RESOLVED))
     assert sink.take() == []  # the invoke task is still out: the resume waits
-    assert [t.type for t in engine.store.tasks_of_root("root", (INIT,))] == ["resume"]  # one, not two
-    assert engine.complete_task(tid, 1) == 201
+    assert [t.type for t in engine.store.tasks_of_root("root") if t.state == INIT] == ["resume"]  # one, not two
+    assert complete(engine, tid, 1) == 201
     [msg] = sink.take()
     assert (msg.type, msg.task.root_promise_id) == ("resume", "root")
-    claimed = engine.claim_task(msg.task.id, msg.task.counter, "p1", 10_000)
-    assert claimed.type == "resume" and claimed.leaf is not None and claimed.leaf.id == "root.1"
+    claimed = claim(engine, msg.task.id, msg.task.counter, "p1", 10_000)
+    assert claimed.task.type == "resume" and claimed.leaf is not None and claimed.leaf.id == "root.1"
     assert engine.dispatchable() == []
 
 
 def test_completing_the_root_completes_its_tasks(engine: Engine, clock: ManualClock) -> None:
     tid = invoke(engine, clock)
-    engine.claim_task(tid, 1, "p1", 10_000)
-    engine.complete_promise("foo", RESOLVED, idempotency_key="foo")
-    task = engine.get_task(tid)
-    assert (task.state, task.process_id, task.completed_on) == (COMPLETED, None, clock.now())
-    assert engine.complete_task(tid, 1) == 200
+    claim(engine, tid, 1, "p1", 10_000)
+    engine.complete_promise(CompletePromise("foo", RESOLVED, idempotency_key="foo"))
+    t = task(engine, tid)
+    assert (t.state, t.process_id, t.completed_on) == (COMPLETED, None, clock.now())
+    assert complete(engine, tid, 1) == 200
     with pytest.raises(errors.TaskAlreadyCompleted):
-        engine.claim_task(tid, 1, "p1", 10_000)
-    assert engine.heartbeat("p1") == 0
+        claim(engine, tid, 1, "p1", 10_000)
+    assert engine.heartbeat(Heartbeat("p1")) == 0
 
 
 def test_claim_of_a_task_whose_root_timed_out_completes_it(engine: Engine, clock: ManualClock) -> None:
     tid = invoke(engine, clock)
     clock.advance(HOUR)
     with pytest.raises(errors.TaskAlreadyCompleted):
-        engine.claim_task(tid, 1, "p1", 10_000)
-    assert engine.get_task(tid).state == COMPLETED
+        claim(engine, tid, 1, "p1", 10_000)
+    assert task(engine, tid).state == COMPLETED
     assert engine.store.get_promise("foo").state == "REJECTED_TIMEDOUT"
 
 
 def test_callback_on_a_completed_promise_is_answered_at_once(engine: Engine, clock: ManualClock) -> None:
-    engine.create_promise("root", clock.now() + HOUR)
-    engine.create_promise("leaf", clock.now() + HOUR)
-    engine.complete_promise("leaf", REJECTED)
-    reg = engine.create_callback("leaf", "root", clock.now() + HOUR, RECV)
+    engine.create_promise(CreatePromise("root", clock.now() + HOUR))
+    engine.create_promise(CreatePromise("leaf", clock.now() + HOUR))
+    engine.complete_promise(CompletePromise("leaf", REJECTED))
+    reg = engine.create_callback(CreateCallback("leaf", "root", clock.now() + HOUR, RECV))
     assert (reg.status, reg.callback, reg.promise.state) == (200, None, REJECTED)
     with pytest.raises(errors.PromiseNotFound):
-        engine.create_subscription("nope", "s", clock.now() + HOUR, RECV)
+        engine.create_subscription(CreateSubscription("nope", "s", clock.now() + HOUR, RECV))
     with pytest.raises(errors.InvalidRequest):
-        engine.create_callback("leaf", "root", clock.now() + HOUR, "poll://uni@g")
+        CreateCallback("leaf", "root", clock.now() + HOUR, "poll://uni@g")
 
 
 def race(n: int, fn) -> list[object]:
@@ -251,49 +292,64 @@ def race(n: int, fn) -> list[object]:
     return out
 
 
-def test_racing_completions_fire_callbacks_and_subscriptions_exactly_once(engine: Engine, clock: ManualClock,
-                                                                          sink: Sink) -> None:
-    engine.create_promise("root", clock.now() + HOUR)
-    engine.create_promise("leaf", clock.now() + HOUR)
-    engine.create_callback("leaf", "root", clock.now() + HOUR, RECV)
-    engine.create_callback("leaf", "root", clock.now() + HOUR, RECV)  # the same callback twice: one
-    for s in ("s1", "s2", "s3"):
-        engine.create_subscription("leaf", s, clock.now() + HOUR, f"poll://uni@g/{s}")
-    assert len(engine.callbacks_on("leaf")) == 4
+@pytest.fixture
+def local(db_path: str, clock: ManualClock) -> Iterator[tuple[LocalTransport, list[Message]]]:
+    """The engine behind the local transport, which serialises its callers (the engine itself is not
+    thread-safe: in the daemon only the event loop calls it), collecting what it pushes."""
+    transport = LocalTransport(db_path, clock=clock)
+    messages: list[Message] = []
+    transport.connect("g", "p", messages.append)
+    try:
+        yield transport, messages
+    finally:
+        transport.close()
 
-    results = race(8, lambda i: engine.complete_promise("leaf", RESOLVED, Value({}, str(i)), f"k{i}"))
-    winners = [r for r in results if isinstance(r, tuple)]
-    assert len(winners) == 1 and winners[0][0] == 201
-    assert all(isinstance(r, errors.AlreadyResolved) for r in results if not isinstance(r, tuple))
-    messages = sink.take()
+
+def test_racing_completions_fire_callbacks_and_subscriptions_exactly_once(
+        local: tuple[LocalTransport, list[Message]], clock: ManualClock) -> None:
+    t, sink = local
+    t.call(CreatePromise("root", clock.now() + HOUR))
+    t.call(CreatePromise("leaf", clock.now() + HOUR))
+    t.call(CreateCallback("leaf", "root", clock.now() + HOUR, RECV))
+    t.call(CreateCallback("leaf", "root", clock.now() + HOUR, RECV))  # the same callback twice: one
+    for s in ("s1", "s2", "s3"):
+        t.call(CreateSubscription("leaf", s, clock.now() + HOUR, f"poll://uni@g/{s}"))
+    assert len(t.call(GetCallbacks("leaf"))) == 4
+
+    results = race(8, lambda i: t.call(CompletePromise("leaf", RESOLVED, Value({}, str(i)), f"k{i}")))
+    winners = [r for r in results if isinstance(r, Completed)]
+    assert len(winners) == 1 and winners[0].status == 201
+    assert all(isinstance(r, errors.AlreadyResolved) for r in results if not isinstance(r, Completed))
+    messages = list(sink)
     assert sorted(m.type for m in messages) == ["notify", "notify", "notify", "resume"]
     assert sorted(m.recv for m in messages if m.type == "notify") == [f"poll://uni@g/s{i}" for i in (1, 2, 3)]
-    assert all(m.promise.state == RESOLVED for m in messages if m.type == "notify")
-    assert engine.callbacks_on("leaf") == []
+    assert all(m.promise is not None and m.promise.state == RESOLVED for m in messages if m.type == "notify")
+    assert t.call(GetCallbacks("leaf")) == []
 
 
-def test_racing_completions_across_many_promises(engine: Engine, clock: ManualClock, sink: Sink) -> None:
+def test_racing_completions_across_many_promises(local: tuple[LocalTransport, list[Message]],
+                                                 clock: ManualClock) -> None:
+    t, sink = local
     n = 60
     for i in range(n):
-        engine.create_promise(f"root{i}", clock.now() + HOUR)
-        engine.create_promise(f"leaf{i}", clock.now() + HOUR)
-        engine.create_callback(f"leaf{i}", f"root{i}", clock.now() + HOUR, RECV)
-        engine.create_subscription(f"leaf{i}", "sub", clock.now() + HOUR, RECV)
-    sink.take()
+        t.call(CreatePromise(f"root{i}", clock.now() + HOUR))
+        t.call(CreatePromise(f"leaf{i}", clock.now() + HOUR))
+        t.call(CreateCallback(f"leaf{i}", f"root{i}", clock.now() + HOUR, RECV))
+        t.call(CreateSubscription(f"leaf{i}", "sub", clock.now() + HOUR, RECV))
+    sink.clear()
 
-    def complete_all(t: int) -> int:
+    def complete_all(thread: int) -> int:
         order = list(range(n))
-        random.Random(t).shuffle(order)
+        random.Random(thread).shuffle(order)
         won = 0
         for i in order:
-            status, _ = engine.complete_promise(f"leaf{i}", RESOLVED, idempotency_key="same")
-            won += status == 201
+            won += t.call(CompletePromise(f"leaf{i}", RESOLVED, idempotency_key="same")).status == 201
         return won
 
     assert sum(race(8, complete_all)) == n  # type: ignore[arg-type]
-    messages = sink.take()
-    resumes = sorted(m.task.root_promise_id for m in messages if m.type == "resume")
-    notifies = sorted(m.promise.id for m in messages if m.type == "notify")
+    messages = list(sink)
+    resumes = sorted(m.task.root_promise_id for m in messages if m.type == "resume" and m.task)
+    notifies = sorted(m.promise.id for m in messages if m.type == "notify" and m.promise)
     assert resumes == sorted(f"root{i}" for i in range(n))
     assert notifies == sorted(f"leaf{i}" for i in range(n))
     assert len(messages) == 2 * n
@@ -302,31 +358,31 @@ def test_racing_completions_across_many_promises(engine: Engine, clock: ManualCl
 def test_release_process_gives_back_claimed_and_sent_tasks(engine: Engine, clock: ManualClock,
                                                            sink: Sink) -> None:
     a, b, c = invoke(engine, clock, "a"), invoke(engine, clock, "b"), invoke(engine, clock, "c")
-    engine.claim_task(a, 1, "p1", 10_000)
+    claim(engine, a, 1, "p1", 10_000)
     engine.mark_sent(b, 1, "p1")
-    engine.claim_task(c, 1, "p2", 10_000)
+    claim(engine, c, 1, "p2", 10_000)
     sink.take()
     assert engine.release_process("p1") == 2
-    assert [(engine.get_task(t).state, engine.get_task(t).counter) for t in (a, b, c)] == [
+    assert [(task(engine, t).state, task(engine, t).counter) for t in (a, b, c)] == [
         (INIT, 2), (INIT, 1), (CLAIMED, 1)]
     assert sorted((m.task.id, m.task.counter) for m in sink.take()) == [(a, 2), (b, 1)]
     assert engine.release_process("p1") == 0
 
 
 def test_release_all_after_a_crash(db_path: str, clock: ManualClock) -> None:
-    store = Store.open(db_path)
+    store = open_store(db_path)
     engine = Engine(store, clock)
     tid = invoke(engine, clock)
-    engine.claim_task(tid, 1, "dead", 10_000)
+    claim(engine, tid, 1, "dead", 10_000)
     store.close()
-    store = Store.open(db_path)  # the next process on the same file
+    store = open_store(db_path)  # the next process on the same file
     try:
         engine = Engine(store, clock)
         assert engine.release_all() == 1
-        task = engine.get_task(tid)
-        assert (task.state, task.counter) == (INIT, 2)
-        assert [m.task.id for m in engine.dispatchable()] == [tid]
-        assert engine.get_promise("foo").state == PENDING
+        t = task(engine, tid)
+        assert (t.state, t.counter) == (INIT, 2)
+        assert [m.task.id for m in engine.dispatchable() if m.task] == [tid]
+        assert engine.get_promise(GetPromise("foo")).state == PENDING
     finally:
         store.close()
 
@@ -334,9 +390,9 @@ def test_release_all_after_a_crash(db_path: str, clock: ManualClock) -> None:
 LOCKED_PROBE = """
 import sys
 from resonate_daemon.errors import StoreLocked
-from resonate_daemon.store import Store
+from resonate_daemon.store import open_store
 try:
-    Store.open(sys.argv[1])
+    open_store(sys.argv[1])
 except StoreLocked as exc:
     print(exc.code, exc)
     sys.exit(3)
@@ -345,7 +401,7 @@ print("opened")
 
 
 def test_a_file_store_is_locked_against_another_process(db_path: str) -> None:
-    store = Store.open(db_path)
+    store = open_store(db_path)
     try:
         proc = subprocess.run([sys.executable, "-c", LOCKED_PROBE, db_path], capture_output=True, text=True,
                               timeout=30)

@@ -1,10 +1,11 @@
 """PROTOCOL.md "Promise transitions", one parametrized case per row, checked twice: against the pure
-``transitions.transition`` and through ``Engine`` on a real SQLite file (status, error class and code,
-and the promise as stored afterwards).
+``transitions.promise_transition`` and through ``Engine`` on a real SQLite file (status, error class and
+code, and the promise as stored afterwards).
 
 Where PROTOCOL.md says "same-kind complete" for a completed promise, the code (like the legacy Resonate
 server) answers 200 to any non-strict completion whose idempotency key matches the complete key; the
-rows ``resolved/reject/same-complete-key`` pin that behaviour.
+rows ``resolved/reject/same-complete-key`` pin that behaviour. Keys match when both are present and
+equal: the ``both-null`` rows pin that two missing keys do not.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 import pytest
 from resonate_daemon import errors
 from resonate_daemon.clock import ManualClock
-from resonate_daemon.engine import Engine
-from resonate_daemon.records import (
+from resonate_daemon.core.engine import Engine
+from resonate_daemon.core.transitions import Complete, Create, Verdict
+from resonate_daemon.core.transitions import promise_transition as transition
+from resonate_daemon.protocol import CompletePromise, CreatePromise, GetPromise, SearchPromises
+from resonate_daemon.protocol.records import (
     EMPTY,
     PENDING,
     REJECTED,
@@ -26,7 +30,6 @@ from resonate_daemon.records import (
     Promise,
     Value,
 )
-from resonate_daemon.transitions import Complete, Create, Verdict, transition
 
 NOW = 1_700_000_000_000
 TIMEOUT_MS = 1_000
@@ -49,6 +52,7 @@ class Row:
     after: str | None  # the state stored afterwards (None: still no promise)
     tags: dict[str, str] | None = None
     complete_key: str | None = DK  # the stored idempotencyKeyForComplete of a completed start
+    create_key: str | None = CK  # the stored idempotencyKeyForCreate
 
 
 def rows() -> list[Row]:
@@ -62,6 +66,7 @@ def rows() -> list[Row]:
         Row("pending/create/same-ikey/strict", PENDING, Create(CK, True), 200, None, PENDING),
         Row("pending/create/other-ikey", PENDING, Create(OTHER, False), 409, EXISTS, PENDING),
         Row("pending/create/no-ikey", PENDING, Create(None, False), 409, EXISTS, PENDING),
+        Row("pending/create/both-null", PENDING, Create(None, False), 409, EXISTS, PENDING, create_key=None),
         # PENDING, timed out: create
         Row("timedout/create/same-ikey", "TIMED_OUT", Create(CK, False), 200, None, REJECTED_TIMEDOUT),
         Row("timedout/create/same-ikey/sleep", "TIMED_OUT", Create(CK, False), 200, None, RESOLVED, SLEEP),
@@ -112,9 +117,12 @@ def rows() -> list[Row]:
                 Row(f"{n}/{kn}/same-complete-key/strict", s, Complete(k, DK, True), 403, already[s], s),
                 Row(f"{n}/{kn}/other-complete-key", s, Complete(k, OTHER, False), 403, already[s], s),
             ]
-    # ikey match means "both null or equal": a completion without a key meets a promise completed without one
-    out.append(Row("resolved/resolve/both-null", RESOLVED, Complete(RESOLVED, None, False), 200, None, RESOLVED,
-                   complete_key=None))
+    # ikey match means "both present and equal": a completion without a key meets a promise completed
+    # without one, and is refused (the legacy server's IdempotencyKey.Match)
+    out.append(Row("resolved/resolve/both-null", RESOLVED, Complete(RESOLVED, None, False), 403,
+                   errors.AlreadyResolved, RESOLVED, complete_key=None))
+    out.append(Row("resolved/create/both-null", RESOLVED, Create(None, False), 409, EXISTS, RESOLVED,
+                   create_key=None))
     out.append(Row("resolved/resolve/null-vs-key", RESOLVED, Complete(RESOLVED, None, False), 403,
                    errors.AlreadyResolved, RESOLVED))
     # REJECTED_TIMEDOUT: any non-strict completion is answered 200; a strict one is 403
@@ -143,10 +151,11 @@ def record(row: Row) -> Promise | None:
     tags = dict(row.tags or {})
     if row.start in (PENDING, "TIMED_OUT"):
         timeout = NOW + TIMEOUT_MS if row.start == PENDING else NOW - 1
-        return Promise("p", PENDING, EMPTY, EMPTY, timeout, tags, NOW - 5_000, idempotency_key_for_create=CK)
+        return Promise("p", PENDING, EMPTY, EMPTY, timeout, tags, NOW - 5_000,
+                       idempotency_key_for_create=row.create_key)
     key = None if row.start == REJECTED_TIMEDOUT else row.complete_key
     return Promise("p", row.start, EMPTY, EMPTY, NOW + TIMEOUT_MS, tags, NOW - 5_000, NOW - 10,
-                   idempotency_key_for_create=CK, idempotency_key_for_complete=key)
+                   idempotency_key_for_create=row.create_key, idempotency_key_for_complete=key)
 
 
 def state_after(current: Promise | None, verdict: Verdict) -> str | None:
@@ -182,7 +191,8 @@ def test_transition_timeout_boundary_is_inclusive() -> None:
 def setup(engine: Engine, clock: ManualClock, row: Row) -> None:
     if row.start is None:
         return
-    engine.create_promise("p", clock.now() + TIMEOUT_MS, tags=row.tags, idempotency_key=CK)
+    engine.create_promise(CreatePromise("p", clock.now() + TIMEOUT_MS, tags=dict(row.tags or {}),
+                                        idempotency_key=row.create_key))
     if row.start == PENDING:
         return
     if row.start in ("TIMED_OUT", REJECTED_TIMEDOUT):
@@ -190,7 +200,7 @@ def setup(engine: Engine, clock: ManualClock, row: Row) -> None:
         if row.start == REJECTED_TIMEDOUT:
             engine.tick()
         return
-    engine.complete_promise("p", row.start, Value({}, "dmFsdWU="), idempotency_key=row.complete_key)
+    engine.complete_promise(CompletePromise("p", row.start, Value({}, "dmFsdWU="), idempotency_key=row.complete_key))
     clock.advance(10)
 
 
@@ -202,22 +212,23 @@ def test_transition_through_engine(row: Row, engine: Engine, clock: ManualClock)
     if row.error is not None:
         with pytest.raises(row.error) as info:
             if isinstance(req, Create):
-                engine.create_promise("p", clock.now() + TIMEOUT_MS, idempotency_key=req.idempotency_key,
-                                      strict=req.strict)
+                engine.create_promise(CreatePromise("p", clock.now() + TIMEOUT_MS,
+                                                    idempotency_key=req.idempotency_key, strict=req.strict))
             else:
-                engine.complete_promise("p", req.state, idempotency_key=req.idempotency_key, strict=req.strict)
+                engine.complete_promise(CompletePromise("p", req.state, idempotency_key=req.idempotency_key,
+                                                        strict=req.strict))
         assert info.value.status == row.status
         assert info.value.code == row.error.code
     elif isinstance(req, Create):
-        created = engine.create_promise("p", clock.now() + TIMEOUT_MS, idempotency_key=req.idempotency_key,
-                                        strict=req.strict)
+        created = engine.create_promise(CreatePromise("p", clock.now() + TIMEOUT_MS,
+                                                      idempotency_key=req.idempotency_key, strict=req.strict))
         assert created.status == row.status
         assert created.promise.state == row.after
     else:
-        status, promise = engine.complete_promise("p", req.state, Value({}, "bmV3"),
-                                                  idempotency_key=req.idempotency_key, strict=req.strict)
-        assert status == row.status
-        assert promise.state == row.after
+        done = engine.complete_promise(CompletePromise("p", req.state, Value({}, "bmV3"),
+                                                       idempotency_key=req.idempotency_key, strict=req.strict))
+        assert done.status == row.status
+        assert done.promise.state == row.after
 
     stored = engine.store.get_promise("p")
     if row.after is None:
@@ -236,32 +247,33 @@ def test_transition_through_engine(row: Row, engine: Engine, clock: ManualClock)
         assert stored.value == EMPTY and stored.completed_on == clock.now()
         assert stored.idempotency_key_for_complete is None
     if row.start is None:
-        assert stored.idempotency_key_for_create == CK and stored.created_on == clock.now()
+        assert stored.idempotency_key_for_create == row.request.idempotency_key
+        assert stored.created_on == clock.now()
 
 
 def test_engine_create_born_timed_out_is_stored_completed(engine: Engine, clock: ManualClock) -> None:
-    created = engine.create_promise("late", clock.now() - 1, idempotency_key="late")
+    created = engine.create_promise(CreatePromise("late", clock.now() - 1, idempotency_key="late"))
     assert created.status == 201 and created.promise.state == REJECTED_TIMEDOUT
-    sleep = engine.create_promise("nap", clock.now(), tags=SLEEP)
+    sleep = engine.create_promise(CreatePromise("nap", clock.now(), tags=SLEEP))
     assert sleep.promise.state == RESOLVED
 
 
 def test_engine_get_applies_the_lazy_timeout(engine: Engine, clock: ManualClock) -> None:
-    engine.create_promise("p", clock.now() + TIMEOUT_MS)
-    engine.create_promise("s", clock.now() + TIMEOUT_MS, tags=SLEEP)
+    engine.create_promise(CreatePromise("p", clock.now() + TIMEOUT_MS))
+    engine.create_promise(CreatePromise("s", clock.now() + TIMEOUT_MS, tags=SLEEP))
     clock.advance(TIMEOUT_MS - 1)
-    assert engine.get_promise("p").state == PENDING
+    assert engine.get_promise(GetPromise("p")).state == PENDING
     clock.advance(1)
-    assert engine.get_promise("p").state == REJECTED_TIMEDOUT
+    assert engine.get_promise(GetPromise("p")).state == REJECTED_TIMEDOUT
     assert engine.store.get_promise("p").state == REJECTED_TIMEDOUT  # stored, not only shown
     assert engine.store.get_promise("s").state == PENDING
-    found, _ = engine.search_promises("s")
+    found = engine.search_promises(SearchPromises("s")).items
     assert [p.state for p in found] == [RESOLVED]
 
 
 def test_engine_tick_times_out_eagerly_and_reports_the_next_deadline(engine: Engine, clock: ManualClock) -> None:
-    engine.create_promise("a", clock.now() + 100)
-    engine.create_promise("b", clock.now() + 300, tags=SLEEP)
+    engine.create_promise(CreatePromise("a", clock.now() + 100))
+    engine.create_promise(CreatePromise("b", clock.now() + 300, tags=SLEEP))
     assert engine.tick() == clock.now() + 100
     clock.advance(100)
     assert engine.tick() == clock.now() + 200
@@ -272,16 +284,16 @@ def test_engine_tick_times_out_eagerly_and_reports_the_next_deadline(engine: Eng
 
 
 @pytest.mark.parametrize("bad", ["", "x\n", "a" * 1025, 7])
-def test_engine_rejects_bad_ids(engine: Engine, clock: ManualClock, bad: object) -> None:
+def test_ops_reject_bad_ids(clock: ManualClock, bad: object) -> None:
     with pytest.raises(errors.InvalidRequest) as info:
-        engine.create_promise(bad, clock.now() + 1)  # type: ignore[arg-type]
+        CreatePromise(bad, clock.now() + 1)  # type: ignore[arg-type]
     assert info.value.code == 40000
 
 
 def test_engine_rejects_bad_complete_state(engine: Engine, clock: ManualClock) -> None:
-    engine.create_promise("p", clock.now() + 1)
+    engine.create_promise(CreatePromise("p", clock.now() + 1))
     with pytest.raises(errors.InvalidRequest):
-        engine.complete_promise("p", REJECTED_TIMEDOUT)
+        CompletePromise("p", REJECTED_TIMEDOUT)
     with pytest.raises(errors.PromiseNotFound) as info:
-        engine.complete_promise("nope", RESOLVED)
+        engine.complete_promise(CompletePromise("nope", RESOLVED))
     assert info.value.code == 40400 and "nope" in str(info.value)

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from resonate_daemon import errors
 from resonate_daemon.clock import ManualClock
-from resonate_daemon.engine import Engine
-from resonate_daemon.store import Store
+from resonate_daemon.core.engine import Engine
+from resonate_daemon.protocol import CreateSchedule, DeleteSchedule, GetPromise, GetSchedule, SearchPromises
+from resonate_daemon.store import open_store
 
 from resonate import Context, Resonate
 from tests.conftest import Sink
@@ -23,15 +24,16 @@ MIN = 60_000
 
 
 def fired(engine: Engine, schedule: str) -> list[str]:
-    found, _ = engine.search_promises(f"{schedule}.*", tags={"resonate:schedule": schedule}, limit=1000)
-    return sorted(p.id for p in found)
+    found = engine.search_promises(SearchPromises(f"{schedule}.*", tags={"resonate:schedule": schedule}, limit=1000))
+    return sorted(p.id for p in found.items)
 
 
 def test_fires_at_the_right_times(engine: Engine, clock: ManualClock, sink: Sink) -> None:
     clock.set(T0)
-    status, s = engine.create_schedule("every5", "*/5 * * * *", "every5.{{.timestamp}}", 60_000,
-                                       promise_tags={"resonate:invoke": "poll://any@reports"})
-    assert status == 201 and s.next_run_time == T0 - 30_000 + 5 * MIN
+    created = engine.create_schedule(CreateSchedule("every5", "*/5 * * * *", "every5.{{.timestamp}}", 60_000,
+                                                    promise_tags={"resonate:invoke": "poll://any@reports"}))
+    s = created.schedule
+    assert created.status == 201 and s.next_run_time == T0 - 30_000 + 5 * MIN
     assert engine.tick() == s.next_run_time  # the schedule is the scheduler's next deadline
     clock.set(s.next_run_time - 1)
     engine.tick()
@@ -39,7 +41,7 @@ def test_fires_at_the_right_times(engine: Engine, clock: ManualClock, sink: Sink
     clock.set(s.next_run_time)
     assert engine.tick() == s.next_run_time + 60_000  # now the new promise's timeout comes first
     tick = s.next_run_time
-    promise = engine.get_promise(f"every5.{tick}")
+    promise = engine.get_promise(GetPromise(f"every5.{tick}"))
     assert promise.timeout == tick + 60_000
     assert promise.tags == {"resonate:invoke": "poll://any@reports", "resonate:schedule": "every5",
                             "resonate:invocation": "true"}
@@ -47,58 +49,59 @@ def test_fires_at_the_right_times(engine: Engine, clock: ManualClock, sink: Sink
     clock.set(tick + 5 * MIN)
     engine.tick()
     assert fired(engine, "every5") == [f"every5.{tick}", f"every5.{tick + 5 * MIN}"]
-    again = engine.get_schedule("every5")
+    again = engine.get_schedule(GetSchedule("every5"))
     assert again.last_run_time == tick + 5 * MIN and again.next_run_time == tick + 10 * MIN
 
 
 def test_catches_up_once_after_a_gap(engine: Engine, clock: ManualClock) -> None:
     clock.set(T0)
-    engine.create_schedule("minutely", "* * * * *", "m.{{.id}}.{{.timestamp}}", 10 * MIN)
+    engine.create_schedule(CreateSchedule("minutely", "* * * * *", "m.{{.id}}.{{.timestamp}}", 10 * MIN))
     clock.set(T0 + 3 * 60 * MIN + 15_000)  # three hours down: 180 ticks missed
     engine.tick()
     latest = T0 - 30_000 + 180 * MIN
-    assert fired(engine, "minutely") == [] and len(engine.search_promises("m.*")[0]) == 1
-    assert engine.get_promise(f"m.minutely.{latest}").pending
-    assert engine.get_schedule("minutely").next_run_time == latest + MIN
+    assert fired(engine, "minutely") == [] and len(engine.search_promises(SearchPromises("m.*")).items) == 1
+    assert engine.get_promise(GetPromise(f"m.minutely.{latest}")).pending
+    assert engine.get_schedule(GetSchedule("minutely")).next_run_time == latest + MIN
 
 
 def test_a_new_engine_on_the_same_file_continues_the_schedule(db_path: str, clock: ManualClock) -> None:
     clock.set(T0)
-    store = Store.open(db_path)
+    store = open_store(db_path)
     engine = Engine(store, clock)
-    engine.create_schedule("hourly", "0 * * * *", "h.{{.timestamp}}", MIN)
-    first = engine.get_schedule("hourly").next_run_time
+    engine.create_schedule(CreateSchedule("hourly", "0 * * * *", "h.{{.timestamp}}", MIN))
+    first = engine.get_schedule(GetSchedule("hourly")).next_run_time
     clock.set(first)
     engine.tick()
     store.close()
 
     clock.set(first + 5 * 60 * MIN + 1)  # down for five hours
-    store = Store.open(db_path)
+    store = open_store(db_path)
     try:
         engine = Engine(store, clock)
         engine.tick()
-        found = sorted(p.id for p in engine.search_promises("h.*")[0])
+        found = sorted(p.id for p in engine.search_promises(SearchPromises("h.*")).items)
         assert found == [f"h.{first}", f"h.{first + 5 * 60 * MIN}"]
-        assert engine.get_schedule("hourly").next_run_time == first + 6 * 60 * MIN
+        assert engine.get_schedule(GetSchedule("hourly")).next_run_time == first + 6 * 60 * MIN
     finally:
         store.close()
 
 
 def test_validation(engine: Engine) -> None:
     with pytest.raises(errors.InvalidRequest, match="invalid cron expression 'every day'"):
-        engine.create_schedule("bad", "every day", "bad.{{.timestamp}}", MIN)
+        engine.create_schedule(CreateSchedule("bad", "every day", "bad.{{.timestamp}}", MIN))
     with pytest.raises(errors.InvalidRequest, match="out of range"):
-        engine.create_schedule("bad", "61 * * * *", "bad.{{.timestamp}}", MIN)
+        engine.create_schedule(CreateSchedule("bad", "61 * * * *", "bad.{{.timestamp}}", MIN))
     with pytest.raises(errors.InvalidRequest, match="schedule id"):
-        engine.create_schedule("", "* * * * *", "x", MIN)
+        engine.create_schedule(CreateSchedule("", "* * * * *", "x", MIN))
     with pytest.raises(errors.InvalidRequest, match="promiseTimeout"):
-        engine.create_schedule("neg", "* * * * *", "x", -1)
-    engine.create_schedule("dup", "* * * * *", "dup.{{.timestamp}}", MIN, idempotency_key="k")
-    assert engine.create_schedule("dup", "* * * * *", "dup.{{.timestamp}}", MIN, idempotency_key="k")[0] == 200
+        engine.create_schedule(CreateSchedule("neg", "* * * * *", "x", -1))
+    engine.create_schedule(CreateSchedule("dup", "* * * * *", "dup.{{.timestamp}}", MIN, idempotency_key="k"))
+    again = engine.create_schedule(CreateSchedule("dup", "* * * * *", "dup.{{.timestamp}}", MIN, idempotency_key="k"))
+    assert again.status == 200
     with pytest.raises(errors.ScheduleAlreadyExists):
-        engine.create_schedule("dup", "* * * * *", "dup.{{.timestamp}}", MIN, idempotency_key="other")
+        engine.create_schedule(CreateSchedule("dup", "* * * * *", "dup.{{.timestamp}}", MIN, idempotency_key="other"))
     with pytest.raises(errors.ScheduleNotFound):
-        engine.delete_schedule("nope")
+        engine.delete_schedule(DeleteSchedule("nope"))
 
 
 def test_http_api_shapes_and_codes() -> None:
@@ -153,7 +156,7 @@ def test_resonate_schedule_runs_the_function_in_local_mode() -> None:
         assert [x.id for x in r.schedules.search("nightly*")[0]] == ["nightly-report"]
         r.start()
         clock.set(s.next_run_time)
-        r._transport.engine.tick()  # type: ignore[attr-defined]
+        r._transport.tick()  # type: ignore[attr-defined]  # LocalTransport: apply what fell due, now
         assert done.wait(20)
         handle = r.get(f"nightly-report.{s.next_run_time}")
         assert handle.result(timeout=20) == "eu.csv" and ran == [("eu", "csv")]
@@ -166,9 +169,9 @@ def test_resonate_schedule_runs_the_function_in_local_mode() -> None:
 
 def test_the_scheduler_queries_use_indexes(engine: Engine) -> None:
     """Every query the scheduler runs on a tick is an index search, never a scan of a whole table."""
-    from resonate_daemon.store import PromiseRow, ScheduleRow, TaskRow
+    from resonate_daemon.store.sqlite import PromiseRow, ScheduleRow, TaskRow
 
-    store = engine.store
+    store: Any = engine.store
     import peewee as pw
 
     queries: list[Any] = [

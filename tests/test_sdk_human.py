@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from resonate_daemon.records import Promise
+from resonate_daemon.protocol.records import Promise
 
 from resonate import Context, PromiseCanceled, PromiseRejected, Resonate, codec
 

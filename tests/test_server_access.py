@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from daemon_proc import Daemon, Stream, free_port
-from resonate_daemon import api
+from resonate_daemon.server import api
 
 NOBODY = 65534
 TOKEN = "tok-" + "7f3a9c" * 8  # distinctive text to look for in logs and answers

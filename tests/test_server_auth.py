@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from daemon_proc import FAR, Daemon, Stream, free_port
+from resonate_daemon.protocol import CompletePromise, CreatePromise, GetPromise
 
 
 @pytest.fixture(scope="module")
@@ -125,16 +126,16 @@ def test_our_sdk_over_tcp_with_the_token(daemon: Daemon, token: str) -> None:
     url = f"http://127.0.0.1:{daemon.http_port}"  # type: ignore[attr-defined]
     good = RemoteTransport(url=url, token=token, retry_for=5)
     try:
-        created = good.create_promise("sdk-over-tcp", FAR)
-        assert created.status == 201 and good.get_promise("sdk-over-tcp").state == "PENDING"
-        assert good.complete_promise("sdk-over-tcp", "RESOLVED")[1].state == "RESOLVED"
+        created = good.call(CreatePromise("sdk-over-tcp", FAR))
+        assert created.status == 201 and good.call(GetPromise("sdk-over-tcp")).state == "PENDING"
+        assert good.call(CompletePromise("sdk-over-tcp", "RESOLVED")).promise.state == "RESOLVED"
     finally:
         good.close()
     bad = RemoteTransport(url=url, token="not-the-token", retry_for=5)
     try:
         started = time.monotonic()
         with pytest.raises(errors.ResonateError) as info:
-            bad.get_promise("sdk-over-tcp")
+            bad.call(GetPromise("sdk-over-tcp"))
         assert info.value.status == 401 and time.monotonic() - started < 2  # a 4xx is not retried
     finally:
         bad.close()
@@ -164,7 +165,7 @@ def test_our_sdk_says_so_when_the_url_is_not_a_daemon() -> None:
     transport = RemoteTransport(url=f"http://127.0.0.1:{server.server_address[1]}", retry_for=1)
     try:
         with pytest.raises(Unreachable, match="not JSON.*resonate daemon"):
-            transport.get_promise("p")
+            transport.call(GetPromise("p"))
     finally:
         transport.close()
         server.shutdown()

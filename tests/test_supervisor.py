@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import resonate_daemon
 from daemon_proc import Daemon
-from resonate_daemon.config import ServeConfig
 from resonate_daemon.errors import InvalidRequest
-from resonate_daemon.supervisor import watch_paths
+from resonate_daemon.server.config import ServeConfig
+from resonate_daemon.server.supervisor import watch_paths
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APP = os.path.join(HERE, "programs", "supervised_app.py")
@@ -173,4 +173,4 @@ def test_config_needs_app_for_workers_and_finds_a_module_s_package() -> None:
     config = ServeConfig.resolve(socket="/tmp/x.sock", db="/tmp/x.db", app="pkg.mod", env={"RESONATE_WORKERS": "3"})
     assert (config.app, config.workers, config.reload, config.group) == ("pkg.mod", 3, False, "default")
     assert watch_paths(APP) == [os.path.dirname(APP)]
-    assert watch_paths("resonate_daemon.supervisor") == [os.path.dirname(resonate_daemon.__file__)]
+    assert watch_paths("resonate_daemon.server.supervisor") == [os.path.dirname(resonate_daemon.__file__)]

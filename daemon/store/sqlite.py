@@ -1,27 +1,24 @@
-"""Durable storage behind a narrow interface: peewee models in, frozen records out.
+"""The SQLite backend of ``Store``: peewee models in this module only, frozen records out.
 
-The models bind to a database late (``Store.__init__``), never at import. SQLite runs in WAL mode; every
-write transaction is ``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade, and
+The models bind to a database late (``SqliteStore.__init__``), never at import. SQLite runs in WAL mode;
+every write transaction is ``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade, and
 ``synchronous=FULL`` by default so a committed promise survives power loss (``durability="normal"``
-keeps it across process crashes only, at about a seventh of the commit cost). The store is not
-thread-safe by itself: the engine serialises every call under its own lock (one writer path).
+keeps it across process crashes only, at about a seventh of the commit cost).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import peewee as pw
 
-from . import errors
-from .records import (
+from .. import errors
+from ..protocol.records import (
     CLAIMED,
     COMPLETED,
     ENQUEUED,
@@ -35,6 +32,7 @@ from .records import (
     Task,
     Value,
 )
+from . import glob_match, glob_prefix
 
 SCHEMA_VERSION = 1
 DURABILITY = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
@@ -223,8 +221,8 @@ def connect_sqlite(path: str, durability: str = "full") -> pw.SqliteDatabase:
                              autoconnect=False)
 
 
-class Store:
-    """Promises, tasks, callbacks and schedules; every method returns records, never rows."""
+class SqliteStore:
+    """``Store`` on SQLite (a file, locked to this process, or ``:memory:``)."""
 
     def __init__(self, db: pw.Database, *, lock_path: str | None = None) -> None:
         self.db = db
@@ -247,12 +245,16 @@ class Store:
             raise
 
     @classmethod
-    def open(cls, path: str = ":memory:", durability: str = "full") -> Store:
+    def open(cls, path: str = ":memory:", durability: str = "full") -> SqliteStore:
         """Open (creating if needed) a SQLite store; a file store is locked to this process."""
         lock = None if path == ":memory:" else f"{path}.lock"
         if lock:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return cls(connect_sqlite(path, durability), lock_path=lock)
+
+    @property
+    def location(self) -> str:
+        return str(self.db.database)
 
     def close(self) -> None:
         if not self.db.is_closed():
@@ -272,8 +274,6 @@ class Store:
         self._insert_task = Stmt(db, T.insert(**{f: _s(f) for f in TASK_COLUMNS}))
         self._update_task = Stmt(db, T.update(**{f: _s(f) for f in TASK_COLUMNS if f != "id"})
                                  .where(T.id == _s("id")))
-        self._complete_tasks_of_root = Stmt(db, T.update(state=COMPLETED, completed_on=_s("now"), process_id=None)
-                                            .where((T.root_id == _s("root")) & (T.state != COMPLETED)))
         self._live_tasks_of_root = Stmt(db, T.select().where((T.root_id == _s("root")) & (T.state != COMPLETED))
                                         .order_by(T.created_on, T.id))
         self._callbacks_on = Stmt(db, C.select().where(C.promise_id == _s("id")).order_by(C.created_on, C.id))
@@ -293,10 +293,6 @@ class Store:
                 step(self.db)
             if version != SCHEMA_VERSION:
                 MetaRow.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
-
-    def schema_version(self) -> int:
-        row = MetaRow.get_or_none(MetaRow.key == "schema_version")
-        return int(row.value) if row else 0
 
     @contextlib.contextmanager
     def transaction(self, durable: bool = True) -> Iterator[None]:
@@ -323,21 +319,23 @@ class Store:
         row = self._get_promise(id=id).fetchone()
         return _promise_t(row) if row else None
 
-    def get_promises(self, ids: list[str]) -> dict[str, Promise]:
-        out: dict[str, Promise] = {}
-        for i in range(0, len(ids), 500):
-            rows: list[Any] = list(PromiseRow.select().where(PromiseRow.id.in_(ids[i:i + 500])).dicts())
-            for row in rows:
-                out[row["id"]] = _promise(row)
-        return out
-
     def promises_of_root(self, root_id: str) -> dict[str, Promise]:
         """Every promise of one call graph (tag ``resonate:root``), for a replay to read in one query."""
         return {r[0]: _promise_t(r) for r in self._promises_of_root(root=root_id).fetchall()}
 
     def children_of(self, parent_id: str) -> list[Promise]:
-        query = PromiseRow.select().where(PromiseRow.parent_id == parent_id).order_by(PromiseRow.created_on)
+        P = PromiseRow
+        query = P.select().where((P.parent_id == parent_id) & (P.id != parent_id)).order_by(P.created_on, P.id)
         return [_promise(r) for r in query.dicts()]
+
+    def subtree(self, id: str, limit: int) -> list[Promise]:
+        # One recursive query; UNION (not UNION ALL) drops rows already seen, so a cycle of parent tags
+        # in hostile data ends instead of looping. The root's own row is not part of the answer.
+        cols = ", ".join(f"p.{c}" for c in PROMISE_COLUMNS)
+        sql = (f"WITH RECURSIVE below(id) AS (SELECT ? UNION SELECT p.id FROM promises p JOIN below b "
+               f"ON p.parent_id = b.id AND p.id != b.id) SELECT {cols} FROM promises p JOIN below b ON p.id = b.id "
+               f"WHERE p.id != ? ORDER BY p.created_on, p.id LIMIT ?")
+        return [_promise_t(r) for r in self.db.execute_sql(sql, (id, id, limit)).fetchall()]
 
     def insert_promise(self, p: Promise) -> None:
         self._insert_promise(
@@ -348,13 +346,13 @@ class Store:
             created_on=p.created_on, completed_on=p.completed_on,
         )
 
-    def complete_promise(self, p: Promise) -> None:
+    def update_promise(self, p: Promise) -> None:
         self._complete_promise(
             id=p.id, state=p.state, value_headers=_dumps(p.value.headers), value_data=p.value.data,
             ikey_complete=p.idempotency_key_for_complete, completed_on=p.completed_on,
         )
 
-    def timed_out_promises(self, now: int, limit: int = 500) -> list[Promise]:
+    def timed_out_promises(self, now: int, limit: int) -> list[Promise]:
         query = (PromiseRow.select()
                  .where((PromiseRow.state == PENDING) & (PromiseRow.timeout <= now))
                  .order_by(PromiseRow.timeout).limit(limit))
@@ -370,14 +368,9 @@ class Store:
                         cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
         """Newest first; ``cursor`` is the (created_on, id) of the last row of the previous page."""
         cond: Any = pw.SQL("1 = 1")
-        if id_glob and id_glob != "*":
-            if "*" in id_glob:
-                # SQL narrows by the literal prefix (an index range); fnmatch decides the rest.
-                prefix = id_glob.split("*", 1)[0]
-                if prefix:
-                    cond &= PromiseRow.id.startswith(prefix)
-            else:
-                cond &= PromiseRow.id == id_glob
+        prefix = glob_prefix(id_glob)  # SQL narrows by the literal prefix (an index range); glob_match decides
+        if prefix:
+            cond &= (PromiseRow.id == prefix) if prefix == id_glob else PromiseRow.id.startswith(prefix)
         if states:
             cond &= PromiseRow.state.in_(list(states))
         if cursor:
@@ -399,7 +392,7 @@ class Store:
                 p = _promise(row)
                 if tags and any(p.tags.get(k) != v for k, v in tags.items()):
                     continue
-                if not _glob(id_glob, p.id):
+                if not glob_match(id_glob, p.id):
                     continue
                 out.append(p)
                 if len(out) == limit:
@@ -425,12 +418,8 @@ class Store:
     def update_task(self, t: Task) -> None:
         self._update_task(**_task_row(t))
 
-    def tasks_of_root(self, root_id: str, states: tuple[str, ...]) -> list[Task]:
-        rows = self._live_tasks_of_root(root=root_id).fetchall()
-        return [t for t in map(_task_t, rows) if t.state in states]
-
-    def complete_tasks_of_root(self, root_id: str, now: int) -> int:
-        return self._complete_tasks_of_root(root=root_id, now=now).rowcount
+    def tasks_of_root(self, root_id: str) -> list[Task]:
+        return [_task_t(r) for r in self._live_tasks_of_root(root=root_id).fetchall()]
 
     def tasks_of_process(self, process_id: str, states: tuple[str, ...]) -> list[Task]:
         query = TaskRow.select().where((TaskRow.process_id == process_id) & TaskRow.state.in_(list(states)))
@@ -440,11 +429,7 @@ class Store:
         query = TaskRow.select().where(TaskRow.state.in_(list(states))).order_by(TaskRow.created_on)
         return [_task(r) for r in query.dicts()]
 
-    def extend_leases(self, process_id: str, now: int) -> int:
-        return (TaskRow.update(expires_at=now + TaskRow.ttl)
-                .where((TaskRow.process_id == process_id) & (TaskRow.state == CLAIMED)).execute())
-
-    def expired_tasks(self, now: int, limit: int = 500) -> list[Task]:
+    def expired_tasks(self, now: int, limit: int) -> list[Task]:
         query = (TaskRow.select()
                  .where(TaskRow.state.in_([CLAIMED, ENQUEUED]) & (TaskRow.expires_at <= now))
                  .order_by(TaskRow.expires_at).limit(limit))
@@ -455,7 +440,7 @@ class Store:
                .where(TaskRow.state.in_([CLAIMED, ENQUEUED])).tuples().first())
         return row[0] if row and row[0] is not None else None
 
-    def init_tasks(self, limit: int = 1000) -> list[Task]:
+    def init_tasks(self, limit: int) -> list[Task]:
         query = TaskRow.select().where(TaskRow.state == INIT).order_by(TaskRow.created_on).limit(limit)
         return [_task(r) for r in query.dicts()]
 
@@ -506,28 +491,25 @@ class Store:
     def delete_schedule(self, id: str) -> bool:
         return ScheduleRow.delete().where(ScheduleRow.id == id).execute() > 0
 
-    def search_schedules(self, id_glob: str | None, limit: int,
-                         cursor: tuple[int, str] | None = None) -> list[Schedule]:
+    def search_schedules(self, id_glob: str | None, limit: int, cursor: tuple[int, str] | None) -> list[Schedule]:
         """Newest first; ``cursor`` is the (created_on, id) of the last row of the previous page."""
         S = ScheduleRow
         query = S.select()
-        if id_glob and id_glob != "*":
-            if "*" in id_glob:
-                query = query.where(S.id.startswith(id_glob.split("*", 1)[0]))
-            else:
-                query = query.where(S.id == id_glob)
+        prefix = glob_prefix(id_glob)
+        if prefix:
+            query = query.where((S.id == prefix) if prefix == id_glob else S.id.startswith(prefix))
         if cursor:
             query = query.where((S.created_on < cursor[0]) | ((S.created_on == cursor[0]) & (S.id < cursor[1])))
         out: list[Schedule] = []
         rows: Any = query.order_by(S.created_on.desc(), S.id.desc()).dicts()
         for row in rows:
-            if _glob(id_glob, row["id"]):
+            if glob_match(id_glob, row["id"]):
                 out.append(_schedule(row))
                 if len(out) == limit:
                     break
         return out
 
-    def due_schedules(self, now: int, limit: int = 100) -> list[Schedule]:
+    def due_schedules(self, now: int, limit: int) -> list[Schedule]:
         query = (ScheduleRow.select().where(ScheduleRow.next_run_time <= now)
                  .order_by(ScheduleRow.next_run_time).limit(limit))
         return [_schedule(r) for r in query.dicts()]
@@ -535,14 +517,6 @@ class Store:
     def next_schedule_time(self) -> int | None:
         row = ScheduleRow.select(pw.fn.MIN(ScheduleRow.next_run_time)).tuples().first()
         return row[0] if row and row[0] is not None else None
-
-
-def _glob(pattern: str | None, text: str) -> bool:
-    if not pattern or pattern == "*":
-        return True
-    import fnmatch
-
-    return fnmatch.fnmatchcase(text, pattern.replace("[", "[[]"))
 
 
 PROMISE_COLUMNS = [f.name for f in PromiseRow._meta.sorted_fields]
@@ -604,22 +578,3 @@ def _schedule(row: Any) -> Schedule:
         promise_tags=_loads(row["promise_tags"]), idempotency_key=row["ikey"],
         last_run_time=row["last_run_time"],
     )
-
-
-def encode_cursor(cursor: tuple[int, str] | None) -> str | None:
-    if cursor is None:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(list(cursor)).encode()).decode()
-
-
-def decode_cursor(text: str | None) -> tuple[int, str] | None:
-    if not text:
-        return None
-    try:
-        on, id = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return int(on), str(id)
-    except Exception:
-        raise errors.InvalidRequest(f"invalid cursor {text!r}") from None
-
-
-__all__ = ["Store", "SCHEMA_VERSION", "encode_cursor", "decode_cursor", "replace"]

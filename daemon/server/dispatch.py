@@ -1,10 +1,10 @@
 """Push streams and message routing: who gets each invoke, resume and notify message.
 
-The engine hands committed messages to ``Dispatcher.sink`` from whichever thread ran the write (a
-request thread or the scheduler). Routing happens there under a plain lock; the message is then put
-on the chosen connection's asyncio queue with ``call_soon_threadsafe``, and the connection's own
-stream coroutine writes it as a server-sent event. A task counts as sent (``engine.mark_sent``) only
-after its bytes went to the socket, so a task routed to a connection that closed first is routed again.
+Everything here runs on the daemon's event loop, the engine's only caller: the engine hands committed
+messages to ``Dispatcher.sink``, which picks a connection and puts the message on its queue; the
+connection's own stream coroutine writes it as a server-sent event. No locks, no threads. A task
+counts as sent (``engine.mark_sent``) only after its bytes went to the socket, so a task routed to a
+connection that closed first is routed again.
 
 Addresses (PROTOCOL.md "Push messages"): ``poll://any@G/P`` goes to P if P is connected to G, else to
 any live connection of G (round robin); ``poll://uni@G/P`` only to P; ``poll://any@G`` to any live
@@ -16,16 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from starlette.concurrency import run_in_threadpool
 
-from .records import Address, Message, parse_address
+from ..protocol.records import Address, Message, parse_address
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from ..core.engine import Engine
 
 log = logging.getLogger("resonate.dispatch")
 
@@ -39,22 +37,15 @@ ASSIGNED_MAX = 65536
 class Connection:
     """One live push stream: a worker process ``pid`` of ``group``."""
 
-    def __init__(self, group: str, pid: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, group: str, pid: str) -> None:
         self.group = group
         self.pid = pid
-        self.loop = loop
         self.queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self.closed = False
         self._sent: dict[tuple[str, int], None] = {}  # insertion-ordered set
 
     def push(self, msg: Message | None) -> None:
-        """Queue ``msg`` for this stream; safe from any thread. None ends the stream."""
-        try:
-            self.loop.call_soon_threadsafe(self._put, msg)
-        except RuntimeError:  # the loop is closed: the daemon is exiting
-            pass
-
-    def _put(self, msg: Message | None) -> None:
+        """Queue ``msg`` for this stream. None ends the stream."""
         if not self.closed:
             self.queue.put_nowait(msg)
 
@@ -79,7 +70,6 @@ class Dispatcher:
         self.ping_interval_s = ping_interval_s
         self.engine: Engine | None = None
         self.shutting_down = False
-        self._lock = threading.Lock()
         self._groups: dict[str, list[Connection]] = {}
         self._next: dict[str, int] = {}
         self._assigned: dict[tuple[str, int], Connection] = {}  # which stream each task went to
@@ -88,7 +78,7 @@ class Dispatcher:
         """The engine is built with ``sink=dispatcher.sink``, so it is attached afterwards."""
         self.engine = engine
 
-    # -- routing (any thread) ---------------------------------------------------------------------
+    # -- routing ----------------------------------------------------------------------------------
     def sink(self, messages: list[Message]) -> None:
         for msg in messages:
             self.route(msg)
@@ -99,10 +89,9 @@ class Dispatcher:
         except ValueError:
             log.warning("dropping a %s message with an invalid address %r", msg.type, msg.recv)
             return None
-        with self._lock:
-            target = self._pick(addr)
-            if target is not None and msg.task is not None:
-                self._assign(msg.task.id, msg.task.counter, target)
+        target = self._pick(addr)
+        if target is not None and msg.task is not None:
+            self._assign(msg.task.id, msg.task.counter, target)
         if target is not None:
             target.push(msg)
         return target
@@ -136,12 +125,11 @@ class Dispatcher:
         if msg.task is None:
             return True
         key = (msg.task.id, msg.task.counter)
-        with self._lock:
-            holder = self._assigned.get(key)
-            if holder is not None and holder is not conn and not holder.closed:
-                return False
-            self._assign(key[0], key[1], conn)
-            return True
+        holder = self._assigned.get(key)
+        if holder is not None and holder is not conn and not holder.closed:
+            return False
+        self._assign(key[0], key[1], conn)
+        return True
 
     def wants(self, conn: Connection, msg: Message) -> bool:
         """Would ``msg`` go to ``conn`` if it were routed now (ignoring round-robin order)?"""
@@ -155,28 +143,25 @@ class Dispatcher:
             return True
         if addr.mode == "uni":
             return False
-        with self._lock:
-            return not any(c.pid == addr.pid for c in self._groups.get(addr.group, ()))
+        return not any(c.pid == addr.pid for c in self._groups.get(addr.group, ()))
 
     # -- registry ---------------------------------------------------------------------------------
     def connect(self, group: str, pid: str) -> Connection:
-        conn = Connection(group, pid, asyncio.get_running_loop())
-        with self._lock:
-            self._groups.setdefault(group, []).append(conn)
+        conn = Connection(group, pid)
+        self._groups.setdefault(group, []).append(conn)
         log.info("worker %s/%s connected", group, pid)
         return conn
 
     def disconnect(self, conn: Connection) -> tuple[list[Message], bool]:
         """Unregister; return the messages it never wrote, and whether it was its process's last stream."""
         conn.closed = True
-        with self._lock:
-            conns = self._groups.get(conn.group, [])
-            if conn in conns:
-                conns.remove(conn)
-            if not conns:
-                self._groups.pop(conn.group, None)
-                self._next.pop(conn.group, None)
-            last = not any(c.pid == conn.pid for cs in self._groups.values() for c in cs)
+        conns = self._groups.get(conn.group, [])
+        if conn in conns:
+            conns.remove(conn)
+        if not conns:
+            self._groups.pop(conn.group, None)
+            self._next.pop(conn.group, None)
+        last = not any(c.pid == conn.pid for cs in self._groups.values() for c in cs)
         leftovers: list[Message] = []
         while not conn.queue.empty():
             msg = conn.queue.get_nowait()
@@ -187,15 +172,12 @@ class Dispatcher:
 
     def workers(self) -> dict[str, list[str]]:
         """Connected process ids by group (for /v1/status)."""
-        with self._lock:
-            return {g: sorted({c.pid for c in cs}) for g, cs in sorted(self._groups.items())}
+        return {g: sorted({c.pid for c in cs}) for g, cs in sorted(self._groups.items())}
 
     def close_all(self) -> None:
         """End every stream (daemon shutdown). Leases are kept: workers may finish on the next daemon."""
         self.shutting_down = True
-        with self._lock:
-            conns = [c for cs in self._groups.values() for c in cs]
-        for conn in conns:
+        for conn in [c for cs in self._groups.values() for c in cs]:
             conn.push(None)
 
 
@@ -225,7 +207,7 @@ class PushStream:
                 (b"x-accel-buffering", b"no")]})
             # A comment first: clients see the stream is up before any message exists.
             await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
-            backlog = await run_in_threadpool(engine.dispatchable)
+            backlog = engine.dispatchable()
             for msg in backlog:
                 if dispatcher.wants(conn, msg) and dispatcher.take(conn, msg):
                     conn.queue.put_nowait(msg)
@@ -241,7 +223,7 @@ class PushStream:
             with anyio.CancelScope(shield=True):
                 if last and self.release_on_close and not dispatcher.shutting_down:
                     try:
-                        await run_in_threadpool(engine.release_process, self.pid)
+                        engine.release_process(self.pid)
                     except Exception:
                         log.exception("releasing the tasks of %s failed", self.pid)
                 for msg in leftovers:

@@ -1,45 +1,22 @@
 """The daemon's configuration, resolved once: flags > ``RESONATE_*`` environment > defaults.
 
 ``ServeConfig.resolve(...)`` is the only place that reads ``os.environ`` for the daemon and the only
-place that asks platformdirs for paths, so the CLI, the tests and ``python -m resonate_daemon`` all
+place that resolves paths (through ``paths``), so the CLI, the tests and ``python -m resonate_daemon`` all
 agree on where the socket and the database live. The result is frozen and passed down.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import platformdirs
+from .. import errors
+from ..paths import MAX_SOCKET_PATH, default_db_path, default_socket_path
 
-from . import errors
-
-APP_NAME = "resonate"
-SOCKET_NAME = "resonate.sock"
-DB_NAME = "resonate.db"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024  # 10 MiB: far above any sane promise param, far below memory trouble
 DEFAULT_PING_S = 15.0  # an idle push stream gets a comment this often, so half-open peers are noticed
 DURABILITIES = ("full", "normal")
-# AF_UNIX paths stop at 108 bytes including the NUL (Linux); macOS allows 104.
-MAX_SOCKET_PATH = 103
-
-
-def default_socket_path() -> str:
-    """Under the user runtime dir (tmpfs, per user, cleaned at logout); /tmp if that path is too long."""
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp/runtime-UID: fine here.
-        warnings.simplefilter("ignore")
-        base = platformdirs.user_runtime_dir(APP_NAME)
-    path = os.path.join(base, SOCKET_NAME)
-    if len(path.encode()) > MAX_SOCKET_PATH:
-        path = os.path.join("/tmp", f"resonate-{os.getuid()}", SOCKET_NAME)
-    return path
-
-
-def default_db_path() -> str:
-    return os.path.join(platformdirs.user_data_dir(APP_NAME), DB_NAME)
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

@@ -28,25 +28,20 @@ from typing import Any
 
 import uvicorn
 
-from . import errors
+from ..core.engine import Engine
+from ..errors import StartupError
+from ..paths import default_socket_path
+from ..store import open_store
 from .api import AppState, create_app
-from .config import ServeConfig, default_socket_path
+from .config import ServeConfig
 from .dispatch import Dispatcher
-from .engine import Engine
 from .scheduler import Scheduler
-from .store import Store
 from .supervisor import Supervisor
 
 log = logging.getLogger("resonate.server")
 
 EXIT_OK = 0
 EXIT_STARTUP_FAILURE = 3  # another daemon holds the socket or the database, or a bind failed
-
-
-class StartupError(errors.ResonateError):
-    """The daemon cannot start: a live daemon on the socket, a locked database, a busy port."""
-
-    code = 50300
 
 
 class _Server(uvicorn.Server):
@@ -152,7 +147,7 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
     """
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     prepare_socket_path(config.socket)
-    store = Store.open(config.db, config.durability)
+    store = open_store(config.db, config.durability)
     sockets: list[socket.socket] = []
     unix_bound = False
     try:
@@ -185,14 +180,11 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
                                         group=config.group, reload=config.reload)
             except ValueError as exc:  # --reload on a module path that cannot be found
                 raise StartupError(str(exc)) from None
-        scheduler = Scheduler(engine)
-        scheduler.start()
         try:
-            asyncio.run(_run(config, listeners, dispatcher, ready, supervisor))
+            asyncio.run(_run(config, listeners, engine, dispatcher, ready, supervisor))
         finally:
             if supervisor is not None:
                 supervisor.stop()  # already done on a signal; here for a listener that failed
-            scheduler.stop()
         return EXIT_OK
     finally:
         for sock in sockets:
@@ -204,10 +196,11 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
         store.close()
 
 
-async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], dispatcher: Dispatcher,
-               ready: Any, supervisor: Supervisor | None = None) -> None:
+async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], engine: Engine,
+               dispatcher: Dispatcher, ready: Any, supervisor: Supervisor | None = None) -> None:
     servers = [_uvicorn(app, config) for app, _ in listeners]
     loop = asyncio.get_running_loop()
+    scheduler = asyncio.create_task(Scheduler(engine).run(), name="resonate-scheduler")
 
     def on_signal(sig: int) -> None:
         if supervisor is not None and not supervisor.stopping:
@@ -249,6 +242,9 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], 
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
     finally:
+        scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduler
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

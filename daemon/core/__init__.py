@@ -1,0 +1,1 @@
+"""The engine and the state machines it carries out (promises, tasks, schedules)."""

@@ -1,0 +1,477 @@
+"""The durable promise engine: every operation is one transaction that carries out verdicts.
+
+``transitions.py`` decides (a pure function per entity); the engine reads the records, asks, and writes
+what the verdict says, in one store transaction per operation. What must be pushed to workers (invoke
+and resume tasks, notifications) is collected while the transaction runs and handed to ``sink`` only
+after it committed, so a worker is never told about something that could still roll back.
+
+The engine is not thread-safe and takes no lock: in the daemon only the event loop calls it; in local
+mode the transport serialises its callers. Rules (ARCHITECTURE.md): a promise tagged
+``resonate:invoke`` gets an invoke task in the same transaction; at most one task per root is out
+(ENQUEUED or CLAIMED) at a time, the others wait in INIT until it leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from .. import __version__, errors
+from ..clock import Clock, SystemClock
+from ..protocol import (
+    ClaimTask,
+    CompletePromise,
+    CompleteTask,
+    CreateAndSubscribe,
+    CreateCallback,
+    CreatePromise,
+    CreatePromiseAndTask,
+    CreateSubscription,
+    DropTask,
+    GetCallbacks,
+    GetChildren,
+    GetPromise,
+    GetStatus,
+    GetTree,
+    Heartbeat,
+    SearchPromises,
+    SearchTasks,
+    SettleStep,
+)
+from ..protocol.records import (
+    CLAIMED,
+    EMPTY,
+    ENQUEUED,
+    INIT,
+    OUT_STATES,
+    PENDING,
+    REJECTED_CANCELED,
+    TAG_INVOKE,
+    TAG_PARENT,
+    TAG_ROOT,
+    Callback,
+    Claimed,
+    Completed,
+    Created,
+    Message,
+    Page,
+    Promise,
+    Registered,
+    Status,
+    Task,
+    TaskResult,
+    Tree,
+    Value,
+    decode_cursor,
+    encode_cursor,
+)
+from ..store import Store
+from .schedules import Schedules
+from .transitions import (
+    Beat,
+    Claim,
+    Complete,
+    Create,
+    Drop,
+    Expire,
+    Finish,
+    PromiseRequest,
+    Read,
+    Release,
+    Reopen,
+    Requeue,
+    RootDone,
+    Sent,
+    TaskRequest,
+    TaskVerdict,
+    Verdict,
+    promise_transition,
+    task_transition,
+)
+
+T = TypeVar("T")
+
+SWEEP_BATCH = 500  # timeouts and lapsed leases handled per tick; the next tick comes at once for the rest
+BACKLOG_LIMIT = 1000  # INIT tasks looked at when a worker connects
+
+
+@dataclass(frozen=True, slots=True)
+class _Fail:
+    """An operation's error, raised after its transaction commits (a lazy timeout it stored stays)."""
+
+    error: errors.ResonateError
+
+
+class Engine(Schedules):
+    def __init__(self, store: Store, clock: Clock | None = None, *,
+                 sink: Callable[[list[Message]], None] | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.sink = sink
+        self._outbox: list[Message] = []
+        # The scheduler sets ``wake`` and ``wake_at``; a write that makes a deadline earlier than
+        # ``wake_at`` calls ``wake`` so the scheduler never sleeps past it.
+        self.wake: Callable[[], None] | None = None
+        self.wake_at: int | None = None
+        self._earliest: int | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _run(self, fn: Callable[[int], T | _Fail], *, durable: bool = True) -> T:
+        """Run ``fn(now)`` in one transaction; deliver its messages after commit; raise its error after.
+        ``durable=False`` commits without the fsync."""
+        self._outbox, self._earliest = [], None
+        try:
+            with self.store.transaction(durable):
+                result = fn(self.clock.now())
+            messages, earliest = self._outbox, self._earliest
+        finally:
+            self._outbox, self._earliest = [], None
+        if earliest is not None and self.wake is not None and (self.wake_at is None or earliest < self.wake_at):
+            self.wake()
+        if messages and self.sink is not None:
+            self.sink(messages)
+        if isinstance(result, _Fail):
+            raise result.error
+        return result
+
+    def _deadline(self, at: int) -> None:
+        if self._earliest is None or at < self._earliest:
+            self._earliest = at
+
+    # -- carrying out verdicts --------------------------------------------------------------------
+    def _promise(self, id: str, request: PromiseRequest, now: int) -> tuple[Promise | None, Verdict]:
+        """Read a promise and decide ``request`` on it; a due timeout is stored before anything else.
+        This is the one place a lazy timeout is applied."""
+        current = self.store.get_promise(id)
+        verdict = promise_transition(current, request, now)
+        if verdict.timeout_state is not None and current is not None:
+            current = self._complete(current, verdict.timeout_state, EMPTY, None, now)
+        if isinstance(verdict.error, errors.PromiseNotFound):
+            verdict = replace(verdict, error=errors.PromiseNotFound(f"promise {id!r} not found"))
+        return current, verdict
+
+    def _existing(self, id: str, now: int) -> Promise | _Fail:
+        current, verdict = self._promise(id, Read(), now)
+        if current is None:
+            return _Fail(verdict.error or errors.PromiseNotFound(f"promise {id!r} not found"))
+        return current
+
+    def _complete(self, promise: Promise, state: str, value: Value, ikey: str | None, now: int, *,
+                  stored: bool = True) -> Promise:
+        """The one completion path: store the completion, complete the root's tasks, fire its callbacks
+        and subscriptions. ``stored=False``: the promise is new in this very transaction (a local step
+        that already ran), so it is inserted completed, and nothing can wait on it yet."""
+        done = replace(promise, state=state, value=value, idempotency_key_for_complete=ikey, completed_on=now)
+        if not stored:
+            self.store.insert_promise(done)
+            return done
+        self.store.update_promise(done)
+        for task in self.store.tasks_of_root(promise.id):
+            self._task(task, RootDone(), now)
+        for cb in self.store.take_callbacks(promise.id):
+            if cb.kind == "notify":
+                self._outbox.append(Message("notify", cb.recv, promise=done))
+            else:
+                self._resume(cb, done, now)
+        return done
+
+    def _task(self, task: Task | None, request: TaskRequest, now: int) -> TaskVerdict:
+        """Decide ``request`` on a task, store what changed, and let the root's next task go if it left."""
+        verdict = task_transition(task, request, now)
+        if verdict.task is not None:
+            self.store.update_task(verdict.task)
+            if verdict.task.state in OUT_STATES:
+                self._deadline(verdict.task.expires_at)
+        if verdict.released and task is not None:
+            self._dispatch_root(task.root_promise_id)
+        return verdict
+
+    def _dispatch_root(self, root_id: str) -> None:
+        """Send the oldest INIT task of a root, unless one of its tasks is already out."""
+        tasks = self.store.tasks_of_root(root_id)
+        if tasks and all(t.state == INIT for t in tasks):
+            self._outbox.append(Message(tasks[0].type, tasks[0].recv, task=tasks[0]))
+
+    def _resume(self, cb: Callback, leaf: Promise, now: int) -> None:
+        root = self.store.get_promise(cb.root_promise_id)
+        if root is None or not root.pending:
+            return
+        if any(t.state in (INIT, ENQUEUED) for t in self.store.tasks_of_root(root.id)):
+            return  # a task for this root is already on its way; its replay will find the leaf completed
+        task_id = f"__resume:{root.id}:{leaf.id}"
+        existing = self.store.get_task(task_id)
+        if existing is not None:
+            self._task(existing, Reopen(cb.recv), now)
+        else:
+            self.store.insert_task(Task(id=task_id, counter=1, root_promise_id=root.id, type="resume", state=INIT,
+                                        recv=cb.recv, timeout=root.timeout, created_on=now, leaf_promise_id=leaf.id))
+        self._dispatch_root(root.id)
+
+    # -- promises ---------------------------------------------------------------------------------
+    def _create(self, now: int, id: str, timeout: int, param: Value, tags: dict[str, str],
+                ikey: str | None, strict: bool, claim: tuple[str, int] | None = None) -> Created | _Fail:
+        """The create path inside a transaction (schedules use it too as they fire)."""
+        current, verdict = self._promise(id, Create(ikey, strict), now)
+        if verdict.error is not None:
+            return _Fail(verdict.error)
+        if verdict.write != "create":
+            assert current is not None
+            return Created(verdict.status, current)
+        refused = self._canceled_ancestor(id, tags)
+        if refused is not None:
+            return refused
+        promise = Promise(id=id, state=PENDING, param=param, value=EMPTY, timeout=timeout, tags=dict(tags),
+                          created_on=now, idempotency_key_for_create=ikey)
+        self.store.insert_promise(promise)
+        if now >= timeout:  # born timed out: completed at once, and no task
+            expired, _ = self._promise(id, Read(), now)
+            assert expired is not None
+            return Created(201, expired)
+        self._deadline(timeout)
+        target = tags.get(TAG_INVOKE)
+        if target is None:
+            return Created(201, promise)
+        task = Task(id=f"__invoke:{id}", counter=1, root_promise_id=id, type="invoke", state=INIT, recv=target,
+                    timeout=timeout, created_on=now)
+        if claim is not None:
+            task = replace(task, state=CLAIMED, process_id=claim[0], ttl=claim[1], expires_at=now + claim[1],
+                           attempt=1)
+            self._deadline(task.expires_at)
+            self.store.insert_task(task)
+            return Created(201, promise, task)
+        self.store.insert_task(task)
+        self._dispatch_root(id)
+        return Created(201, promise)
+
+    def _canceled_ancestor(self, id: str, tags: dict[str, str]) -> _Fail | None:
+        """No new promise under a canceled parent or root: a canceled execution's later writes are
+        refused. Only new promises pay (one or two lookups by primary key)."""
+        seen = set()
+        for key, word in ((TAG_PARENT, "parent"), (TAG_ROOT, "root")):
+            anc = tags.get(key)
+            if not anc or anc == id or anc in seen:
+                continue
+            seen.add(anc)
+            found = self.store.get_promise(anc)
+            if found is not None and found.state == REJECTED_CANCELED:
+                return _Fail(errors.AlreadyCanceled(
+                    f"promise {id!r} not created: its {word} {anc!r} was canceled", {"canceled": anc}))
+        return None
+
+    def create_promise(self, op: CreatePromise) -> Created:
+        return self._run(lambda now: self._create(now, op.id, op.timeout, op.param, op.tags, op.idempotency_key,
+                                                  op.strict))
+
+    def create_promise_and_task(self, op: CreatePromiseAndTask) -> Created:
+        return self._run(lambda now: self._create(now, op.id, op.timeout, op.param, op.tags, op.idempotency_key,
+                                                  op.strict, (op.process_id, op.ttl)))
+
+    def create_and_subscribe(self, op: CreateAndSubscribe) -> Created:
+        def run(now: int) -> Created | _Fail:
+            created = self._create(now, op.id, op.timeout, op.param, op.tags, op.idempotency_key, op.strict)
+            if isinstance(created, _Fail) or not created.promise.pending:
+                return created
+            reg = self._register(now, op.id, f"__notify:{op.id}:{op.subscription_id}", op.id,
+                                 op.subscription_timeout, op.recv, "notify")
+            if isinstance(reg, _Fail):
+                return reg
+            return replace(created, promise=reg.promise, callback=reg.callback)
+
+        return self._run(run)
+
+    def get_promise(self, op: GetPromise) -> Promise:
+        # The common case, a promise with no timeout due, costs no write transaction.
+        current = self.store.get_promise(op.id)
+        if current is not None and promise_transition(current, Read(), self.clock.now()).timeout_state is None:
+            return current
+        return self._run(lambda now: self._existing(op.id, now))
+
+    def search_promises(self, op: SearchPromises) -> Page[Promise]:
+        self.tick()  # apply due timeouts first, so a search never shows an overdue promise as pending
+        found, nxt = self.store.search_promises(op.id, op.states, op.tags or None, op.limit,
+                                                decode_cursor(op.cursor))
+        return Page(found, encode_cursor(nxt))
+
+    def complete_promise(self, op: CompletePromise) -> Completed:
+        def run(now: int) -> Completed | _Fail:
+            current, verdict = self._promise(op.id, Complete(op.state, op.idempotency_key, op.strict), now)
+            if verdict.error is not None:
+                return _Fail(verdict.error)
+            assert current is not None
+            if verdict.write == "complete":
+                current = self._complete(current, op.state, op.value, op.idempotency_key, now)
+            return Completed(verdict.status, current)
+
+        return self._run(run)
+
+    def settle_step(self, op: SettleStep) -> Completed:
+        """A local step that already ran: create its promise completed (idempotency keys = its id). If it
+        exists, it is completed if still pending, and otherwise the stored outcome wins."""
+
+        def run(now: int) -> Completed | _Fail:
+            current, verdict = self._promise(op.id, Read(), now)
+            if current is None:
+                refused = self._canceled_ancestor(op.id, op.tags)
+                if refused is not None:
+                    return refused
+                new = Promise(id=op.id, state=PENDING, param=op.param, value=EMPTY, timeout=op.timeout,
+                              tags=dict(op.tags), created_on=now, idempotency_key_for_create=op.id)
+                return Completed(201, self._complete(new, op.state, op.value, op.id, now, stored=False))
+            if current.pending:
+                return Completed(201, self._complete(current, op.state, op.value, op.id, now))
+            return Completed(200, current)
+
+        return self._run(run)
+
+    # -- callbacks and subscriptions --------------------------------------------------------------
+    def create_callback(self, op: CreateCallback) -> Registered:
+        return self._run(lambda now: self._register(now, op.promise_id, f"__resume:{op.root_promise_id}:{op.promise_id}",
+                                                    op.root_promise_id, op.timeout, op.recv, "resume"))
+
+    def create_subscription(self, op: CreateSubscription) -> Registered:
+        return self._run(lambda now: self._register(now, op.promise_id, f"__notify:{op.promise_id}:{op.id}",
+                                                    op.promise_id, op.timeout, op.recv, "notify"))
+
+    def _register(self, now: int, promise_id: str, cb_id: str, root_id: str, timeout: int, recv: str,
+                  kind: str) -> Registered | _Fail:
+        promise = self._existing(promise_id, now)
+        if isinstance(promise, _Fail):
+            return promise
+        if not promise.pending:
+            return Registered(200, promise, None)
+        existing = self.store.get_callback(cb_id)
+        if existing is not None:
+            return Registered(200, promise, existing)
+        cb = Callback(id=cb_id, promise_id=promise_id, root_promise_id=root_id, recv=recv, timeout=timeout,
+                      created_on=now, kind=kind)
+        self.store.insert_callback(cb)
+        return Registered(201, promise, cb)
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def claim_task(self, op: ClaimTask) -> Claimed:
+        def run(now: int) -> Claimed | _Fail:
+            task = self.store.get_task(op.id)
+            root = None
+            if task is not None:
+                root, _ = self._promise(task.root_promise_id, Read(), now)
+                if root is not None and not root.pending:
+                    task = self.store.get_task(op.id)  # completing the root (maybe just now) completed it
+            pending = root is not None and root.pending
+            verdict = self._task(task, Claim(op.counter, op.process_id, op.ttl, pending), now)
+            if verdict.error is not None:
+                return _Fail(_named(verdict.error, op.id))
+            assert verdict.task is not None and root is not None
+            leaf = self.store.get_promise(verdict.task.leaf_promise_id) if verdict.task.leaf_promise_id else None
+            graph = self.store.promises_of_root(root.id) if op.graph else None
+            return Claimed(verdict.task, root, leaf, graph)
+
+        return self._run(run)
+
+    def complete_task(self, op: CompleteTask) -> TaskResult:
+        return self._run(lambda now: self._task_result(op.id, Finish(op.counter), now))
+
+    def drop_task(self, op: DropTask) -> TaskResult:
+        return self._run(lambda now: self._task_result(op.id, Drop(op.counter), now))
+
+    def _task_result(self, id: str, request: TaskRequest, now: int) -> TaskResult | _Fail:
+        task = self.store.get_task(id)
+        verdict = self._task(task, request, now)
+        if verdict.error is not None:
+            return _Fail(_named(verdict.error, id))
+        assert task is not None
+        return TaskResult(verdict.status, verdict.task or task)
+
+    def heartbeat(self, op: Heartbeat) -> int:
+        """Extend every lease ``process_id`` holds; returns how many."""
+
+        def run(now: int) -> int:
+            tasks = self.store.tasks_of_process(op.process_id, (CLAIMED,))
+            return sum(self._task(t, Beat(op.process_id), now).task is not None for t in tasks)
+
+        return self._run(run)
+
+    def search_tasks(self, op: SearchTasks) -> list[Task]:
+        return self.store.search_tasks(op.states, op.limit)
+
+    # -- the worker connections' side (the daemon's dispatcher, the local transport) ----------------
+    def mark_sent(self, task_id: str, counter: int, process_id: str) -> None:
+        """The dispatcher pushed this task to ``process_id``: ENQUEUED until claimed or a minute passes.
+        Not fsynced: a daemon restart turns every ENQUEUED task back to INIT anyway (``requeue_sent``)."""
+
+        def run(now: int) -> None:
+            task = self.store.get_task(task_id)
+            if task is not None:
+                self._task(task, Sent(counter, process_id), now)
+
+        self._run(run, durable=False)
+
+    def release_process(self, process_id: str) -> int:
+        """A worker's connection closed: its claimed tasks go back (counter+1), its sent ones are resent."""
+        return self._run(lambda now: self._each(self.store.tasks_of_process(process_id, OUT_STATES), Release(), now))
+
+    def release_all(self) -> int:
+        """Every claimed or sent task back (claimed ones counter+1): for a process that owns the store
+        alone (local mode on a file), every holder found at open is a dead process."""
+        return self._run(lambda now: self._each(self.store.tasks_in_states(OUT_STATES), Release(), now))
+
+    def requeue_sent(self) -> int:
+        """At daemon start: tasks sent before a crash may never have arrived, so they go back to INIT at
+        once, to be sent on connect. Claimed tasks keep their leases: their workers may still run."""
+        return self._run(lambda now: self._each(self.store.tasks_in_states((ENQUEUED,)), Requeue(), now))
+
+    def _each(self, tasks: list[Task], request: TaskRequest, now: int) -> int:
+        return sum(self._task(t, request, now).task is not None for t in tasks)
+
+    def dispatchable(self) -> list[Message]:
+        """Messages for every INIT task that may go out now (sent when a worker connects)."""
+        out: list[Message] = []
+        seen: set[str] = set()
+        for task in self.store.init_tasks(BACKLOG_LIMIT):
+            if task.root_promise_id in seen:
+                continue
+            seen.add(task.root_promise_id)
+            if not any(t.state in OUT_STATES for t in self.store.tasks_of_root(task.root_promise_id)):
+                out.append(Message(task.type, task.recv, task=task))
+        return out
+
+    # -- time -------------------------------------------------------------------------------------
+    def tick(self) -> int | None:
+        """Apply every deadline that has passed; return the next one (ms), or None."""
+
+        def run(now: int) -> int | None:
+            for promise in self.store.timed_out_promises(now, SWEEP_BATCH):
+                self._promise(promise.id, Read(), now)
+            for task in self.store.expired_tasks(now, SWEEP_BATCH):
+                self._task(task, Expire(), now)
+            self._fire_due(now)
+            deadlines = [d for d in (self.store.next_promise_timeout(), self.store.next_task_expiry(),
+                                     self.store.next_schedule_time()) if d is not None]
+            return min(deadlines) if deadlines else None
+
+        return self._run(run)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get_children(self, op: GetChildren) -> list[Promise]:
+        self.get_promise(GetPromise(op.id))  # 404 for an unknown parent
+        return self.store.children_of(op.id)
+
+    def get_tree(self, op: GetTree) -> Tree:
+        root = self.get_promise(GetPromise(op.id))
+        below = self.store.subtree(op.id, op.limit)
+        return Tree([root, *below[:op.limit - 1]], truncated=len(below) >= op.limit)
+
+    def get_callbacks(self, op: GetCallbacks) -> list[Callback]:
+        self.get_promise(GetPromise(op.id))
+        return self.store.callbacks_on(op.id)
+
+    def get_status(self, op: GetStatus) -> Status:
+        """The store's side of the status; a daemon adds where it listens and who is connected."""
+        return Status(mode="embedded", version=__version__, db=self.store.location,
+                      promises=self.store.count_promises_by_state(), tasks=self.store.count_tasks_by_state())
+
+
+def _named(error: errors.ResonateError, task_id: str) -> errors.ResonateError:
+    if isinstance(error, errors.TaskNotFound):
+        return errors.TaskNotFound(f"task {task_id!r} not found")
+    return error

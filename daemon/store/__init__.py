@@ -1,0 +1,117 @@
+"""Durable storage behind one narrow interface: the verbs the engine needs, records in and out.
+
+``Store`` is a typed protocol; a backend is one module (``sqlite`` today). No backend type, row or query
+object leaves its module: callers get the frozen records of ``resonate_daemon.protocol``. A store is
+not thread-safe by itself; its one user (the engine, on the daemon's event loop, or under the local
+transport's lock) serialises every call. Every write happens inside ``transaction()``.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from ..protocol.records import Callback, Promise, Schedule, Task
+
+DURABILITIES = ("full", "normal")
+
+
+class Store(Protocol):
+    """Promises, tasks, callbacks and schedules. Searches are newest first; a cursor is the
+    ``(created_on, id)`` of the last row of the previous page."""
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for people (a file path, ``:memory:``)."""
+        ...
+
+    def transaction(self, durable: bool = True) -> AbstractContextManager[None]:
+        """One write transaction. ``durable=False`` may skip the flush to disk for a write whose loss on
+        power failure is harmless; commits stay in order."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- promises ---------------------------------------------------------------------------------
+    def get_promise(self, id: str) -> Promise | None: ...
+    def insert_promise(self, p: Promise) -> None: ...
+    def update_promise(self, p: Promise) -> None:
+        """Store a completion: state, value, complete key, completed_on."""
+        ...
+    def promises_of_root(self, root_id: str) -> dict[str, Promise]:
+        """Every promise tagged ``resonate:root`` = root_id (a replay's input, in one query)."""
+        ...
+    def children_of(self, parent_id: str) -> list[Promise]:
+        """The promises tagged ``resonate:parent`` = parent_id (not itself), oldest first."""
+        ...
+    def subtree(self, id: str, limit: int) -> list[Promise]:
+        """Everything below ``id`` by parent links, at most ``limit``, oldest first (cycles end)."""
+        ...
+    def search_promises(self, id_glob: str | None, states: tuple[str, ...] | None, tags: dict[str, str] | None,
+                        limit: int, cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
+        ...
+    def timed_out_promises(self, now: int, limit: int) -> list[Promise]:
+        """Pending promises whose timeout is at or before ``now``, earliest first."""
+        ...
+    def next_promise_timeout(self) -> int | None: ...
+    def count_promises_by_state(self) -> dict[str, int]: ...
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def get_task(self, id: str) -> Task | None: ...
+    def insert_task(self, t: Task) -> None: ...
+    def update_task(self, t: Task) -> None: ...
+    def tasks_of_root(self, root_id: str) -> list[Task]:
+        """The root's tasks that are not COMPLETED, oldest first."""
+        ...
+    def tasks_of_process(self, process_id: str, states: tuple[str, ...]) -> list[Task]: ...
+    def tasks_in_states(self, states: tuple[str, ...]) -> list[Task]: ...
+    def expired_tasks(self, now: int, limit: int) -> list[Task]:
+        """CLAIMED or ENQUEUED tasks whose ``expires_at`` is at or before ``now``, earliest first."""
+        ...
+    def next_task_expiry(self) -> int | None: ...
+    def init_tasks(self, limit: int) -> list[Task]: ...
+    def search_tasks(self, states: tuple[str, ...] | None, limit: int) -> list[Task]: ...
+    def count_tasks_by_state(self) -> dict[str, int]: ...
+
+    # -- callbacks and subscriptions ----------------------------------------------------------------
+    def get_callback(self, id: str) -> Callback | None: ...
+    def insert_callback(self, c: Callback) -> None: ...
+    def take_callbacks(self, promise_id: str) -> list[Callback]:
+        """The callbacks on a promise, deleted as they are read (they fire once), oldest first."""
+        ...
+    def callbacks_on(self, promise_id: str) -> list[Callback]: ...
+
+    # -- schedules --------------------------------------------------------------------------------
+    def get_schedule(self, id: str) -> Schedule | None: ...
+    def upsert_schedule(self, s: Schedule) -> None: ...
+    def delete_schedule(self, id: str) -> bool: ...
+    def search_schedules(self, id_glob: str | None, limit: int, cursor: tuple[int, str] | None) -> list[Schedule]: ...
+    def due_schedules(self, now: int, limit: int) -> list[Schedule]: ...
+    def next_schedule_time(self) -> int | None: ...
+
+
+def open_store(path: str = ":memory:", durability: str = "full") -> Store:
+    """Open (creating if needed) the store at ``path``: a SQLite file, locked to this process, or
+    ``:memory:``."""
+    from .sqlite import SqliteStore
+
+    return SqliteStore.open(path, durability)
+
+
+def glob_match(pattern: str | None, text: str) -> bool:
+    """``*`` matches anything; every other character is itself (``[`` included)."""
+    if not pattern or pattern == "*":
+        return True
+    import fnmatch
+
+    return fnmatch.fnmatchcase(text, pattern.replace("[", "[[]"))
+
+
+def glob_prefix(pattern: str | None) -> str | None:
+    """The literal prefix of a glob, for an index range (None: no narrowing)."""
+    if not pattern or pattern == "*":
+        return None
+    return pattern.split("*", 1)[0] if "*" in pattern else pattern
+
+
+__all__ = ["DURABILITIES", "Store", "glob_match", "glob_prefix", "open_store"]

@@ -1,0 +1,134 @@
+"""Local mode: the engine and a SQLite store in this process (``Resonate.local()``), no sockets.
+
+Imported only when local mode is used, so a remote worker's ``import resonate`` loads no engine, store
+or peewee. The engine is not thread-safe; this transport serialises every caller (the user's threads,
+the runtime's workers, the timer thread) under one lock and delivers the messages an operation
+produced after releasing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TypeVar
+
+from resonate_daemon.clock import Clock
+from resonate_daemon.core.engine import Engine
+from resonate_daemon.protocol import Op
+from resonate_daemon.protocol.records import Message
+from resonate_daemon.store import open_store
+
+from .transport import OnMessage
+
+log = logging.getLogger("resonate")
+R = TypeVar("R")
+
+IDLE_WAIT_S = 3600.0
+RETRY_AFTER_MS = 1000
+
+
+class LocalTransport:
+    """The engine in this process, on SQLite in memory or in a file (locked to this process)."""
+
+    def __init__(self, path: str | None = None, *, durability: str = "full", clock: Clock | None = None) -> None:
+        self.path = os.path.abspath(path) if path else ":memory:"
+        self.store = open_store(self.path, durability)
+        self._lock = threading.RLock()
+        self._produced: list[Message] = []
+        self.engine = Engine(self.store, clock, sink=self._produced.extend)
+        # This process holds the file alone (the store locked it), so whatever was claimed or sent when
+        # we opened it belonged to a process that died: give it back to be run again. Nobody listens
+        # yet: what it would send goes out when the runtime connects (``dispatchable``).
+        self.engine.release_all()
+        self._produced.clear()
+        self._on_message: OnMessage | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._timers: threading.Thread | None = None
+        self.engine.wake = self._wake.set
+
+    @property
+    def where(self) -> str:
+        return self.path
+
+    def call(self, op: Op[R]) -> R:
+        messages: list[Message] = []
+        try:
+            with self._lock:
+                try:
+                    return op.run(self.engine)
+                finally:
+                    messages = self._take()
+        finally:
+            self._deliver(messages)
+
+    def tick(self) -> int | None:
+        """Apply every deadline that has passed now (the timer thread does this by itself; tests with a
+        manual clock call it after moving the clock)."""
+        messages: list[Message] = []
+        try:
+            with self._lock:
+                try:
+                    return self.engine.tick()
+                finally:
+                    messages = self._take()
+        finally:
+            self._deliver(messages)
+
+    def _take(self) -> list[Message]:
+        messages = list(self._produced)
+        self._produced.clear()
+        return messages
+
+    def _deliver(self, messages: list[Message]) -> None:
+        handler = self._on_message
+        if handler is None:
+            return  # nobody listens yet; INIT tasks are sent by dispatchable() on connect
+        for m in messages:
+            handler(m)
+
+    def connect(self, group: str, pid: str, on_message: OnMessage) -> None:
+        with self._lock:
+            self._on_message = on_message
+            backlog = self.engine.dispatchable()
+        if self._timers is None:
+            self._timers = threading.Thread(target=self._run_timers, name="resonate-timers", daemon=True)
+            self._timers.start()
+        for m in backlog:
+            on_message(m)
+
+    def close(self) -> None:
+        self._on_message = None
+        self._stop.set()
+        self._wake.set()
+        if self._timers is not None:
+            self._timers.join(timeout=5)
+            self._timers = None
+        with self._lock:
+            self.store.close()
+
+    def now(self) -> int:
+        return self.engine.clock.now()
+
+    def _run_timers(self) -> None:
+        """Sleep until the engine's next deadline (or a write that makes an earlier one), then tick."""
+        engine = self.engine
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                nxt = self.tick()
+            except Exception:  # a store hiccup must not stop the timers; try again shortly
+                if self._stop.is_set():
+                    return
+                log.exception("timer tick failed")
+                nxt = engine.clock.now() + RETRY_AFTER_MS
+            engine.wake_at = nxt
+            wait = IDLE_WAIT_S if nxt is None else min(max(0.0, (nxt - engine.clock.now()) / 1000.0), IDLE_WAIT_S)
+            if wait > 0:
+                self._wake.wait(wait)
+
+    def __repr__(self) -> str:
+        return f"<LocalTransport {self.path}>"
+
+

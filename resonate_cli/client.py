@@ -1,0 +1,161 @@
+"""Where a command's promises live: a daemon (remote mode) or the database file in this process (embedded).
+
+Every command opens its client once, here, through the SDK's public constructors: if a daemon answers at
+the socket or URL (``resonate.remote.probe``), ``Resonate.remote`` talks to it; otherwise the command
+works embedded on the database file with ``Resonate.local`` (the engine in this process, holding the
+file's lock). Commands then make SDK calls on ``Client.resonate``; no store, engine or HTTP path here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from resonate_daemon.paths import default_db_path, default_socket_path
+from resonate_daemon.protocol.records import Status
+
+from resonate import Registry, Resonate
+from resonate.errors import StoreLocked, Unreachable
+from resonate.remote import probe
+
+# The group the CLI's own connection joins in daemon mode. Never a group workers serve: a task sent to
+# the CLI would be claimed by a process that registers no functions and rejected.
+CLI_GROUP = "resonate-cli"
+PROBE_TIMEOUT_S = 2.0
+CLI_RETRY_S = 2.0  # a CLI request retries connection errors this long, so an absent daemon shows fast
+
+
+class NeedsDaemon(Exception):
+    """The command only makes sense with a daemon (a worker, stop, --target)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to look, as the global flags said (None: default / environment)."""
+
+    socket: str | None = None
+    url: str | None = None
+    token: str | None = None
+    db: str | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.abspath(self.socket) if self.socket else default_socket_path()
+
+    @property
+    def db_path(self) -> str:
+        return os.path.abspath(self.db) if self.db else default_db_path()
+
+    @property
+    def where(self) -> str:
+        return self.url or self.socket_path
+
+    def probe(self) -> Status | None:
+        """The daemon's status if one answers here within a couple of seconds, else None."""
+        found: Status | None = probe(socket=self.socket_path, url=self.url, token=self.token,
+                                     timeout=PROBE_TIMEOUT_S)
+        return found
+
+    def remote(self, *, group: str = CLI_GROUP, registry: Registry | None = None,
+               dependencies: dict[str, Any] | None = None, retry_for: float = CLI_RETRY_S) -> Resonate:
+        return Resonate.remote(group, socket=self.socket_path, url=self.url, token=self.token, registry=registry,
+                               dependencies=dependencies, retry_for=retry_for)
+
+
+@dataclass
+class Client:
+    """One command's way in: the SDK client, and whether it goes through a daemon or is embedded."""
+
+    resonate: Resonate
+    mode: str  # "daemon" | "embedded"
+    target: Target
+    daemon_status: Status | None = None
+    app: ModuleType | None = field(default=None)
+
+    @property
+    def daemon(self) -> bool:
+        return self.mode == "daemon"
+
+    def status(self) -> Status:
+        """The daemon's status as the probe read it, or the embedded database's."""
+        return self.daemon_status if self.daemon_status is not None else self.resonate.status()
+
+    def close(self) -> None:
+        """Stop the runtime if the command started it, and release the socket or the database lock."""
+        self.resonate.stop()
+
+
+def open_client(target: Target, *, app: ModuleType | None = None, require_daemon: bool = False) -> Client:
+    """Pick the store once: a daemon that answers (and serves the requested --db), else embedded."""
+    status = target.probe()
+    if status is not None and target.db and status.db not in ("", target.db_path):
+        status = None  # a daemon is up, but on another database than the one asked for
+    registry, deps = app_registry(app) if app is not None else (None, None)
+    if status is not None:
+        return Client(target.remote(registry=registry, dependencies=deps), "daemon", target, status, app)
+    if target.url:
+        raise Unreachable(f"no resonate daemon answers at {target.url}")
+    if require_daemon:
+        raise NeedsDaemon(f"no resonate daemon answers at {target.socket_path}; start one with `resonate serve`")
+    try:
+        client = Resonate.local(target.db_path, registry=registry, dependencies=deps)
+    except StoreLocked as exc:
+        raise StoreLocked(
+            f"{exc} -- and no daemon answers at {target.socket_path}. If a daemon holds it, pass its "
+            "--socket (or --url); otherwise wait for the other command to finish.") from None
+    return Client(client, "embedded", target, None, app)
+
+
+# -- apps ---------------------------------------------------------------------------------------
+
+def load_app(spec: str) -> ModuleType:
+    """Import an app: a module path (``pkg.mod``) or a file (``examples/factorial.py``)."""
+    if spec.endswith(".py") or os.sep in spec:
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"app file {spec!r} not found")
+        directory = os.path.dirname(path)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)  # so the app's sibling imports work, as `python app.py` would
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == path:
+            return sys.modules[name]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(spec)
+
+
+def app_registry(module: ModuleType) -> tuple[Registry, dict[str, Any]]:
+    """The functions (and dependencies) the app registered on its ``Resonate`` instance(s).
+
+    The app's own instance is usually ``Resonate.local()`` in memory; we never start it. We run its
+    registry on our client instead, so the same functions run on the CLI's store.
+    """
+    found = [v for v in vars(module).values() if isinstance(v, Resonate)]
+    if not found:
+        raise LookupError(f"{module.__name__} has no Resonate instance at module level "
+                          "(expected e.g. `resonate = Resonate.local()`)")
+    if len(found) == 1:
+        return found[0].registry, found[0].dependencies
+    merged = Registry()
+    deps: dict[str, Any] = {}
+    for inst in found:
+        deps.update(inst.dependencies)
+        for name, version, func in inst.registry.entries():
+            merged.add(func, name, version)
+    return merged, deps
