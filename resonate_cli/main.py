@@ -19,7 +19,6 @@ from .output import JSON_HELP, View, err, fail, out, output
 from .render import children_of, state_text, tree, tree_json, when
 from .session import target_of, using
 
-VERSION = "0.1.0"
 TREE_LIMIT = 5000  # nodes: a call graph bigger than this is cut, with a note, rather than hang the terminal
 
 HELP = f"""Durable workflows for Python, from your terminal.
@@ -41,7 +40,7 @@ def _version() -> str:
 
         v = version("resonate-local")
     except Exception:
-        v = VERSION
+        from resonate import __version__ as v
     return f"resonate (resonate-local) {v}"
 
 

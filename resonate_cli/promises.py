@@ -8,9 +8,11 @@ import sys
 import time
 
 import typer
-from resonate_daemon.protocol.records import REJECTED, REJECTED_CANCELED, RESOLVED, Promise
+from resonate_daemon.protocol.records import REJECTED, REJECTED_CANCELED, RESOLVED, TAG_ROOT, Promise
 from rich.prompt import Confirm, Prompt
 from rich.table import Table
+
+from resonate.promises import STATES
 
 from . import exits
 from .client import Client, Target, open_client
@@ -54,8 +56,8 @@ IKEY = typer.Option(None, "--idempotency-key",
 
 def _search(ctx: typer.Context, id: str, state: str | None, tag: list[str] | None, limit: int,
             cursor: str | None) -> View:
-    if state and state.lower() not in ("pending", "resolved", "rejected"):
-        fail(f"--state must be pending, resolved or rejected, not {state!r}", exits.USAGE)
+    if state and state.lower() not in STATES:
+        fail(f"--state must be {', '.join(STATES)}, not {state!r}", exits.USAGE)
     tags = parse_tags(tag)
     with using(ctx) as client:
         found, nxt = client.resonate.promises.search(id, state=state, tags=tags or None, limit=limit, cursor=cursor)
@@ -162,7 +164,7 @@ def pick(client: Client) -> str:
         table.add_column(col)
     for n, p in enumerate(waits, 1):
         param = data_json(p.param)
-        table.add_row(str(n), p.id, p.tags.get("resonate:root", "-"), short(param, 40) if param is not None else "")
+        table.add_row(str(n), p.id, p.tags.get(TAG_ROOT, "-"), short(param, 40) if param is not None else "")
     err.print(table)
     choices = [str(n) for n in range(1, len(waits) + 1)]
     answer = Prompt.ask("Which one", console=err, choices=choices + [p.id for p in waits], show_choices=False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from resonate_daemon.protocol.records import Schedule
+from resonate_daemon.protocol.records import TAG_INVOKE, Schedule
 from rich.table import Table
 
 from resonate import codec
@@ -90,7 +90,7 @@ def _table(found: list[Schedule], nxt: str | None) -> None:
     for col in ("ID", "CRON", "CALL", "TARGET", "NEXT RUN", "LAST RUN"):
         table.add_column(col, no_wrap=True)
     for s in found:
-        table.add_row(s.id, s.cron, short(_call(s), 40), s.promise_tags.get("resonate:invoke", "-"),
+        table.add_row(s.id, s.cron, short(_call(s), 40), s.promise_tags.get(TAG_INVOKE, "-"),
                       when(s.next_run_time), when(s.last_run_time))
     out.print(table)
     if not found:
@@ -116,7 +116,7 @@ def _detail(s: Schedule) -> None:
     table.add_column(style="bold")
     table.add_column()
     for k, v in (("id", s.id), ("cron", f"{s.cron} (UTC)"), ("call", _call(s)),
-                 ("target", s.promise_tags.get("resonate:invoke", "-")), ("promise id", s.promise_id),
+                 ("target", s.promise_tags.get(TAG_INVOKE, "-")), ("promise id", s.promise_id),
                  ("promise timeout", f"{s.promise_timeout // 1000}s"), ("next run", when(s.next_run_time)),
                  ("last run", when(s.last_run_time)), ("created", when(s.created_on))):
         table.add_row(k, str(v))

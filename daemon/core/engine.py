@@ -79,7 +79,6 @@ from .transitions import (
     PromiseRequest,
     Read,
     Release,
-    Reopen,
     Requeue,
     RootDone,
     Sent,
@@ -200,10 +199,9 @@ class Engine(Schedules):
         if any(t.state in (INIT, ENQUEUED) for t in self.store.tasks_of_root(root.id)):
             return  # a task for this root is already on its way; its replay will find the leaf completed
         task_id = f"__resume:{root.id}:{leaf.id}"
-        existing = self.store.get_task(task_id)
-        if existing is not None:
-            self._task(existing, Reopen(cb.recv), now)
-        else:
+        # A leaf completes once and its callback fires once, so this task is new (a store that says
+        # otherwise already has it on its way).
+        if self.store.get_task(task_id) is None:
             self.store.insert_task(Task(id=task_id, counter=1, root_promise_id=root.id, type="resume", state=INIT,
                                         recv=cb.recv, timeout=root.timeout, created_on=now, leaf_promise_id=leaf.id))
         self._dispatch_root(root.id)
@@ -340,9 +338,8 @@ class Engine(Schedules):
             return promise
         if not promise.pending:
             return Registered(200, promise, None)
-        existing = self.store.get_callback(cb_id)
-        if existing is not None:
-            return Registered(200, promise, existing)
+        if self.store.get_callback(cb_id) is not None:
+            return Registered(200, promise, None)  # the same registration again: nothing new (legacy: null)
         cb = Callback(id=cb_id, promise_id=promise_id, root_promise_id=root_id, recv=recv, timeout=timeout,
                       created_on=now, kind=kind)
         self.store.insert_callback(cb)

@@ -195,14 +195,7 @@ class RootDone:
     """The root promise completed: nothing is left to execute."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reopen:
-    """A callback fired for a root whose resume task (same root and leaf) exists from an earlier round."""
-
-    recv: str
-
-
-TaskRequest = Claim | Finish | Drop | Beat | Sent | Expire | Release | Requeue | RootDone | Reopen
+TaskRequest = Claim | Finish | Drop | Beat | Sent | Expire | Release | Requeue | RootDone
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +256,6 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
         case RootDone(), state if state != COMPLETED:
             # Not ``released``: with the root done, none of its other tasks may go out either.
             return TaskVerdict(200, replace(task, state=COMPLETED, completed_on=now, process_id=None))
-        case Reopen(recv), "COMPLETED":
-            return TaskVerdict(200, replace(_back(task, bump=True), recv=recv, completed_on=None))
     return TaskVerdict(200)  # nothing to do: a beat of another process, a stale Sent, an unexpired lease...
 
 

@@ -27,6 +27,7 @@ from .records import (
 from .wire import (
     MAX_LIMIT,
     MAX_RELATIVE_MS,
+    ById,
     Incoming,
     Op,
     Request,
@@ -193,21 +194,10 @@ class CreateAndSubscribe(Op[Created]):
 
 
 @dataclass(frozen=True)
-class GetPromise(Op[Promise]):
+class GetPromise(ById[Promise]):
     """GET /promises/{id}: the promise, with a due timeout applied first."""
 
     METHOD, ROUTE = "GET", "/promises/{id:path}"
-    id: str
-
-    def __post_init__(self) -> None:
-        need_id(self.id)
-
-    def request(self) -> Request:
-        return Request("GET", f"/promises/{quote(self.id)}")
-
-    @classmethod
-    def parse(cls, incoming: Incoming) -> GetPromise:
-        return cls(path_id(incoming))
 
     def run(self, service: Service) -> Promise:
         return service.get_promise(self)

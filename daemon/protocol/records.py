@@ -75,6 +75,10 @@ class Value:
     headers: dict[str, str] = field(default_factory=dict)
     data: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.data == "":  # no data is None, whichever way it came (the legacy server stores it so)
+            object.__setattr__(self, "data", None)
+
     def to_json(self) -> dict[str, Any]:
         return {"headers": dict(self.headers), "data": self.data}
 

@@ -13,6 +13,7 @@ from .records import EMPTY, Page, Schedule, Value
 from .wire import (
     MAX_LIMIT,
     MAX_RELATIVE_MS,
+    ById,
     Incoming,
     Op,
     Request,
@@ -26,9 +27,7 @@ from .wire import (
     need_str,
     need_tags,
     need_value,
-    path_id,
     query_int,
-    quote,
     tags_of,
     value_of,
 )
@@ -99,21 +98,11 @@ class CreateSchedule(Op[ScheduleCreated]):
 
 
 @dataclass(frozen=True)
-class GetSchedule(Op[Schedule]):
+class GetSchedule(ById[Schedule]):
     """GET /schedules/{id}."""
 
     METHOD, ROUTE = "GET", "/schedules/{id:path}"
-    id: str
-
-    def __post_init__(self) -> None:
-        need_id(self.id, "schedule id")
-
-    def request(self) -> Request:
-        return Request("GET", f"/schedules/{quote(self.id)}")
-
-    @classmethod
-    def parse(cls, incoming: Incoming) -> GetSchedule:
-        return cls(path_id(incoming))
+    WHAT = "schedule id"
 
     def run(self, service: Service) -> Schedule:
         return service.get_schedule(self)
@@ -126,21 +115,11 @@ class GetSchedule(Op[Schedule]):
 
 
 @dataclass(frozen=True)
-class DeleteSchedule(Op[None]):
+class DeleteSchedule(ById[None]):
     """DELETE /schedules/{id}: 204; the promises it already created stay."""
 
     METHOD, ROUTE = "DELETE", "/schedules/{id:path}"
-    id: str
-
-    def __post_init__(self) -> None:
-        need_id(self.id, "schedule id")
-
-    def request(self) -> Request:
-        return Request("DELETE", f"/schedules/{quote(self.id)}")
-
-    @classmethod
-    def parse(cls, incoming: Incoming) -> DeleteSchedule:
-        return cls(path_id(incoming))
+    WHAT = "schedule id"
 
     def run(self, service: Service) -> None:
         return service.delete_schedule(self)

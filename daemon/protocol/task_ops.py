@@ -12,6 +12,7 @@ from .records import TASK_STATES, Callback, Claimed, Promise, Status, Task, Task
 from .wire import (
     MAX_LIMIT,
     MAX_RELATIVE_MS,
+    ById,
     Incoming,
     Op,
     Request,
@@ -26,14 +27,15 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from . import Service
 
 
 @dataclass(frozen=True)
 class ClaimTask(Op[Claimed]):
     """POST /tasks/claim with the task's current counter. ``graph`` (ours, body ``"descendants": true``)
-    adds the root's recorded call graph and the task itself; official workers never ask, so their
-    answer keeps the legacy shape."""
+    adds the root's recorded call graph; official workers never ask for it."""
 
     METHOD, ROUTE, BODY = "POST", "/tasks/claim", True
     id: str
@@ -66,10 +68,10 @@ class ClaimTask(Op[Claimed]):
         promises: dict[str, Any] = {"root": {"id": result.root.id, "data": result.root.to_json()}}
         if result.leaf is not None:  # omitted, never null: official 0.6.x workers crash on null
             promises["leaf"] = {"id": result.leaf.id, "data": result.leaf.to_json()}
-        out: dict[str, Any] = {"type": result.task.type, "promises": promises}
+        # "task" is ours (legacy answers do not have it; official workers ignore what they do not read).
+        out: dict[str, Any] = {"type": result.task.type, "promises": promises, "task": result.task.to_json()}
         if result.graph is not None:
             out["descendants"] = [p.to_json() for p in result.graph.values()]
-            out["task"] = result.task.to_json()
         return 201, out
 
     def result(self, status: int, body: Any) -> Claimed:
@@ -89,10 +91,10 @@ class ClaimTask(Op[Claimed]):
 
 
 @dataclass(frozen=True)
-class CompleteTask(Op[TaskResult]):
-    """POST /tasks/complete: the execution completed or suspended; 200 if the task already was."""
+class _HeldTask(Op[TaskResult]):
+    """What the holder of a task does with it: names it and proves its claim with the counter."""
 
-    METHOD, ROUTE, BODY = "POST", "/tasks/complete", True
+    METHOD, BODY = "POST", True
     id: str
     counter: int
 
@@ -101,14 +103,11 @@ class CompleteTask(Op[TaskResult]):
         need_int(self.counter, "counter", lo=1)
 
     def request(self) -> Request:
-        return Request("POST", "/tasks/complete", body={"id": self.id, "counter": self.counter})
+        return Request("POST", self.ROUTE, body={"id": self.id, "counter": self.counter})
 
     @classmethod
-    def parse(cls, incoming: Incoming) -> CompleteTask:
+    def parse(cls, incoming: Incoming) -> Self:
         return cls(need_str(get(incoming.body, "id"), "id"), get(incoming.body, "counter"))
-
-    def run(self, service: Service) -> TaskResult:
-        return service.complete_task(self)
 
     def respond(self, result: TaskResult) -> tuple[int, Any]:
         return result.status, result.task.to_json()
@@ -118,32 +117,23 @@ class CompleteTask(Op[TaskResult]):
 
 
 @dataclass(frozen=True)
-class DropTask(Op[TaskResult]):
+class CompleteTask(_HeldTask):
+    """POST /tasks/complete: the execution completed or suspended; 200 if the task already was."""
+
+    ROUTE = "/tasks/complete"
+
+    def run(self, service: Service) -> TaskResult:
+        return service.complete_task(self)
+
+
+@dataclass(frozen=True)
+class DropTask(_HeldTask):
     """POST /tasks/drop: give a claimed task back (INIT, counter+1) to be sent to another worker."""
 
-    METHOD, ROUTE, BODY = "POST", "/tasks/drop", True
-    id: str
-    counter: int
-
-    def __post_init__(self) -> None:
-        need_id(self.id, "task id")
-        need_int(self.counter, "counter", lo=1)
-
-    def request(self) -> Request:
-        return Request("POST", "/tasks/drop", body={"id": self.id, "counter": self.counter})
-
-    @classmethod
-    def parse(cls, incoming: Incoming) -> DropTask:
-        return cls(need_str(get(incoming.body, "id"), "id"), get(incoming.body, "counter"))
+    ROUTE = "/tasks/drop"
 
     def run(self, service: Service) -> TaskResult:
         return service.drop_task(self)
-
-    def respond(self, result: TaskResult) -> tuple[int, Any]:
-        return result.status, result.task.to_json()
-
-    def result(self, status: int, body: Any) -> TaskResult:
-        return TaskResult(status, Task.from_json(body))
 
 
 @dataclass(frozen=True)
@@ -212,21 +202,10 @@ class SearchTasks(Op[list[Task]]):
 # -- the call graph (ours) --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class GetChildren(Op[list[Promise]]):
+class GetChildren(ById[list[Promise]]):
     """GET /v1/promises/{id}/children: the promises whose ``resonate:parent`` is this one, oldest first."""
 
     METHOD, ROUTE = "GET", "/v1/promises/{id:path}/children"
-    id: str
-
-    def __post_init__(self) -> None:
-        need_id(self.id)
-
-    def request(self) -> Request:
-        return Request("GET", f"/v1/promises/{quote(self.id)}/children")
-
-    @classmethod
-    def parse(cls, incoming: Incoming) -> GetChildren:
-        return cls(path_id(incoming))
 
     def run(self, service: Service) -> list[Promise]:
         return service.get_children(self)
@@ -239,12 +218,11 @@ class GetChildren(Op[list[Promise]]):
 
 
 @dataclass(frozen=True)
-class GetTree(Op[Tree]):
+class GetTree(ById[Tree]):
     """GET /v1/promises/{id}/tree?limit=: the promise and everything below it (by ``resonate:parent``),
     in one request and one query."""
 
     METHOD, ROUTE = "GET", "/v1/promises/{id:path}/tree"
-    id: str
     limit: int = 5000
 
     def __post_init__(self) -> None:
@@ -269,21 +247,10 @@ class GetTree(Op[Tree]):
 
 
 @dataclass(frozen=True)
-class GetCallbacks(Op[list[Callback]]):
+class GetCallbacks(ById[list[Callback]]):
     """GET /v1/promises/{id}/callbacks: who waits on a promise (kind resume or notify)."""
 
     METHOD, ROUTE = "GET", "/v1/promises/{id:path}/callbacks"
-    id: str
-
-    def __post_init__(self) -> None:
-        need_id(self.id)
-
-    def request(self) -> Request:
-        return Request("GET", f"/v1/promises/{quote(self.id)}/callbacks")
-
-    @classmethod
-    def parse(cls, incoming: Incoming) -> GetCallbacks:
-        return cls(path_id(incoming))
 
     def run(self, service: Service) -> list[Callback]:
         return service.get_callbacks(self)

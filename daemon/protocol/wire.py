@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .. import errors
-from .records import INT64_MAX, Value, check_address, check_id
+from .records import INT64_MAX, TAG_INVOKE, Value, check_address, check_id
 
 if TYPE_CHECKING:
     from typing import Self
@@ -92,6 +92,24 @@ class Op(Generic[R]):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class ById(Op[R]):
+    """An operation on the one record its path names (``{id:path}`` in ``ROUTE``), with no body."""
+
+    WHAT: ClassVar[str] = "promise id"
+    id: str
+
+    def __post_init__(self) -> None:
+        check_id(self.id, self.WHAT)
+
+    def request(self) -> Request:
+        return Request(self.METHOD, self.ROUTE.replace("{id:path}", quote(self.id)))
+
+    @classmethod
+    def parse(cls, incoming: Incoming) -> Self:
+        return cls(path_id(incoming))
+
+
 # -- building requests ----------------------------------------------------------------------------
 
 def quote(id: str) -> str:
@@ -162,7 +180,7 @@ def need_recv(value: Any, name: str = "recv") -> str:
 
 
 def need_invoke_tag(tags: dict[str, str]) -> None:
-    target = tags.get("resonate:invoke")
+    target = tags.get(TAG_INVOKE)
     if target is not None:
         check_address(target, "target")
 
