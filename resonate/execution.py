@@ -44,7 +44,7 @@ from resonate_daemon.protocol.records import (
 )
 from resonate_daemon.protocol.records import Promise as Record
 
-from . import codec, retries
+from . import codec, retry
 from .context import DETACHED, PROMISE, RPC, RUN, SLEEP, Call, Context, Info, Promise
 from .errors import (
     AlreadyCanceled,
@@ -125,7 +125,7 @@ class Execution:
         # namespace that is not in it has never been created.
         self.recorded: dict[str, Record] = claimed.graph if claimed.graph is not None else {}
         self.prefix = self.root.id + "."
-        self.timers = retries.timers_by_step(self.recorded.values())  # retry timers, by step
+        self.timers = retry.timers_by_step(self.recorded.values())  # retry timers, by step
         self.retrying: dict[str, StepRun] = {}  # a pending retry timer -> the step it wakes
         self.local_frames: dict[str, Frame] = {}  # durable generator frames still running, by id
 
@@ -321,16 +321,16 @@ class Execution:
             else:
                 self.step_done(run, True, value)
                 return
-            delay = retries.next_delay(policy, attempt, error, call.opts.non_retryable_exceptions, self.t.now(),
+            delay = retry.next_delay(policy, attempt, error, call.opts.non_retryable_exceptions, self.t.now(),
                                        run.timeout)
             if delay is None:
                 self.step_done(run, False, error)
                 return
-            rid = retries.timer_id(call.id, attempt)
+            rid = retry.timer_id(call.id, attempt)
             log.info("%s failed (%s: %s); attempt %d in %.3gs", call.id, type(error).__name__, error,
                      attempt + 1, delay)
             created = self.t.call(CreatePromise(rid, self.t.now() + int(delay * 1000), EMPTY,
-                                                retries.timer_tags(self.root.id, call.id), rid))
+                                                retry.timer_tags(self.root.id, call.id), rid))
             timers.append(created.promise)
             if created.promise.pending:
                 self.retrying[rid] = run
@@ -472,7 +472,7 @@ class Execution:
                 return True, func(ctx, *args, **kwargs)
             except Exception as exc:
                 attempt += 1
-                delay = retries.next_delay(policy, attempt, exc, opts.non_retryable_exceptions, self.t.now(),
+                delay = retry.next_delay(policy, attempt, exc, opts.non_retryable_exceptions, self.t.now(),
                                            timeout)
                 if delay is None:
                     return False, exc

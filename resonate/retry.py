@@ -1,14 +1,28 @@
-"""Retry policies for plain (non-generator) functions, with the Resonate 0.6 defaults.
+"""Retries: the policies (with the Resonate 0.6 defaults) and the durable retry decisions.
 
 ``next(attempt)`` is the delay in seconds before attempt number ``attempt`` (0 is the first try, which
 waits 0), or None when no attempt is left.
+
+When a plain function fails and its policy gives a delay ``d`` for the next attempt, the execution creates
+the timer promise ``{step}.retry.{n}`` (timeout now+d, tag ``resonate:timeout=true``, so the scheduler
+resolves it at its deadline) and waits on it exactly like ``ctx.sleep``: when nothing else can run, the
+execution suspends, its task completes and the worker holds nothing. On replay a step counts the timers
+recorded under it (tag ``resonate:parent`` = the step) to know its attempt number, so a crash
+mid-backoff does not restart the count; the replay's input (the call graph read at claim) has them.
+
+Retries end when the policy says so, when the next attempt would start after the step's timeout, or on an
+exception in ``non_retryable_exceptions``; the step is then rejected with the last error, its type kept.
+The functions below decide; ``execution.py`` carries the decisions out.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+from resonate_daemon.protocol.records import TAG_FUNC, TAG_PARENT, TAG_ROOT, TAG_TIMEOUT, Promise
 
 
 class RetryPolicy(Protocol):
@@ -69,3 +83,46 @@ class Never:
 
     def next(self, attempt: int) -> float | None:
         return 0 if attempt == 0 else None
+
+
+# -- durable retries: what the execution records, and when it gives up ------------------------------
+
+RETRY = "retry"  # the resonate:func of a retry timer
+
+
+def timer_id(step_id: str, attempt: int) -> str:
+    """The timer that waits before attempt ``attempt + 1`` of a step."""
+    return f"{step_id}.retry.{attempt}"
+
+
+def timer_tags(root_id: str, step_id: str) -> dict[str, str]:
+    return {TAG_TIMEOUT: "true", TAG_ROOT: root_id, TAG_PARENT: step_id, TAG_FUNC: RETRY}
+
+
+def attempt_of(record: Promise) -> int:
+    try:
+        return int(record.id.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def timers_by_step(records: Iterable[Promise]) -> dict[str, list[Promise]]:
+    """The retry timers among a call graph's promises, by the step they belong to, in attempt order."""
+    index: dict[str, list[Promise]] = {}
+    for p in records:
+        if p.tags.get(TAG_FUNC) == RETRY and TAG_PARENT in p.tags:
+            index.setdefault(p.tags[TAG_PARENT], []).append(p)
+    for timers in index.values():
+        timers.sort(key=attempt_of)
+    return index
+
+
+def next_delay(policy: RetryPolicy, attempt: int, error: BaseException,
+               non_retryable: tuple[type[BaseException], ...], now: int, timeout: int) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1`` after ``error``, or None to give up."""
+    if non_retryable and isinstance(error, non_retryable):
+        return None
+    d = policy.next(attempt)
+    if d is None or now + d * 1000 >= timeout:
+        return None
+    return float(d)

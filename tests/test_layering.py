@@ -140,3 +140,61 @@ def test_import_time_is_reported() -> None:
                                        cwd="/").stdout) for _ in range(5))
     print(f"\nimport resonate: median {runs[2]:.1f} ms over 5 fresh interpreters (min {runs[0]:.1f})")
     assert runs[0] > 0
+
+
+def module_name(package: str, path: str) -> str:
+    folder = os.path.join(ROOT, PACKAGES[package])
+    parts = [package, *os.path.relpath(path, folder)[:-3].split(os.sep)]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def runtime_imports(path: str, name: str, is_package: bool) -> set[str]:
+    """Absolute names this module imports when it runs (imports under ``if TYPE_CHECKING:`` excluded)."""
+    tree = ast.parse(read(path), path)
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    base = name if is_package else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base.rsplit(".", node.level - 1)[0] if node.level > 1 else base
+                module = f"{anchor}.{node.module}" if node.module else anchor
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
+    return found
+
+
+def test_modules_depend_one_way() -> None:
+    """No import cycle among the project's modules (what runs, not what only type-checks)."""
+    files = source_files()
+    names = {module_name(pkg, path): path for pkg, path in files}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        deps = runtime_imports(path, name, path.endswith("__init__.py"))
+        graph[name] = {d for d in deps if d in names and d != name and not name.startswith(d + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)

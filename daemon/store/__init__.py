@@ -99,12 +99,12 @@ def open_store(path: str = ":memory:", durability: str = "full") -> Store:
 
 
 def glob_match(pattern: str | None, text: str) -> bool:
-    """``*`` matches anything; every other character is itself (``[`` included)."""
+    """``*`` matches anything; every other character is itself (``[`` and ``?`` included)."""
     if not pattern or pattern == "*":
         return True
     import fnmatch
 
-    return fnmatch.fnmatchcase(text, pattern.replace("[", "[[]"))
+    return fnmatch.fnmatchcase(text, pattern.replace("[", "[[]").replace("?", "[?]"))
 
 
 def glob_prefix(pattern: str | None) -> str | None:

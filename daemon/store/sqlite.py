@@ -378,10 +378,13 @@ class SqliteStore:
             cond &= ((PromiseRow.created_on < c_on) |
                      ((PromiseRow.created_on == c_on) & (PromiseRow.id < c_id)))
         order = (PromiseRow.created_on.desc(), PromiseRow.id.desc())
+        # One match more than asked for says whether a next page exists (tags and globs filter here, so
+        # SQL alone cannot tell), reading in pages until the matches or the rows run out.
+        want = limit + 1
         out: list[Promise] = []
-        page = max(limit, 100)
+        page = max(want, 100)
         last: tuple[int, str] | None = None
-        while len(out) < limit:
+        while len(out) < want:
             extra: Any = pw.SQL("1 = 1")
             if last:
                 extra = ((PromiseRow.created_on < last[0]) |
@@ -395,12 +398,14 @@ class SqliteStore:
                 if not glob_match(id_glob, p.id):
                     continue
                 out.append(p)
-                if len(out) == limit:
+                if len(out) == want:
                     break
-            else:  # no early stop at the limit: the rows ran out before the page did, so no next page
-                if len(rows) < page:
-                    return out, None
-        return out, (out[-1].created_on, out[-1].id) if out else None
+            if len(rows) < page:
+                break
+        if len(out) > limit:
+            out = out[:limit]
+            return out, (out[-1].created_on, out[-1].id)
+        return out, None
 
     def count_promises_by_state(self) -> dict[str, int]:
         query = PromiseRow.select(PromiseRow.state, pw.fn.COUNT(PromiseRow.id)).group_by(PromiseRow.state)
