@@ -5,8 +5,9 @@
 
 The workflow asks for approval with ``ctx.promise()`` and waits on it. Waiting holds no memory: the
 execution suspends and is replayed when the promise completes. Here a second thread plays the reviewer:
-it finds the pending promise by searching, and resolves it. Against a daemon, a person would do the same
-from a terminal: ``resonate promises resolve expense-42.1 --data '{"approved": true}'``.
+it finds the pending promise by searching, and resolves it. A person would do the same from a terminal,
+with the workflow on a daemon (examples/human_in_the_loop_remote/):
+``resonate promises resolve expense-42.1 --data '{"approved": true, "reviewer": "ada"}'``.
 """
 
 from __future__ import annotations

@@ -144,12 +144,16 @@ def app_registry(module: ModuleType) -> tuple[Registry, dict[str, Any]]:
     """The functions (and dependencies) the app registered on its ``Resonate`` instance(s).
 
     The app's own instance is usually ``Resonate.local()`` in memory; we never start it. We run its
-    registry on our client instead, so the same functions run on the CLI's store.
+    registry on our client instead, so the same functions run on the CLI's store. The app's instances
+    are stopped, which releases what they opened: an app that says ``Resonate.local(path="app.db")``
+    holds that file's lock from the moment it is imported, and ``--db app.db`` must be able to open it.
     """
     found = [v for v in vars(module).values() if isinstance(v, Resonate)]
     if not found:
         raise LookupError(f"{module.__name__} has no Resonate instance at module level "
                           "(expected e.g. `resonate = Resonate.local()`)")
+    for inst in found:
+        inst.stop()
     if len(found) == 1:
         return found[0].registry, found[0].dependencies
     merged = Registry()

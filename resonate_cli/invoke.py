@@ -38,8 +38,9 @@ def default_id(func: str, args: list[str]) -> str:
 @output()
 def invoke(
     ctx: typer.Context,
-    func: str = typer.Argument(..., help="The registered function's name."),
-    args: list[str] = typer.Argument(None, help="Positional arguments: each JSON where it parses, else a string."),
+    func: str = typer.Argument(..., metavar="FUNC", help="The registered function's name."),
+    args: list[str] = typer.Argument(None, metavar="ARGS",
+                                     help="Positional arguments: each JSON where it parses, else a string."),
     kwarg: list[str] = typer.Option(None, "--kwarg", "-k", help="A keyword argument k=v (v JSON where it parses)."),
     id: str = typer.Option(None, "--id", help="The promise id (default: FUNC-ARGS-<6 hex>)."),
     target: str = typer.Option(None, "--target", help="Where workers run it: a group name or poll:// address."),

@@ -23,7 +23,8 @@ from rich.markup import escape
 
 from . import exits
 
-out = Console(soft_wrap=True)
+# Piped or redirected output is not cut to 80 columns (a terminal's own width still applies to people).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, soft_wrap=True)
 
 JSON_HELP = "Print one JSON document on stdout (the API's field names)."

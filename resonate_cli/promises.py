@@ -45,7 +45,8 @@ def complete_id(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 ID = typer.Argument(..., help="The promise id.", autocompletion=complete_id)
-STATE = typer.Option(None, "--state", "-s", help="pending, resolved or rejected.")
+STATE = typer.Option(None, "--state", "-s",
+                     help="pending, resolved or rejected (rejected includes canceled and timed out).")
 TAG = typer.Option(None, "--tag", "-t", help="Only promises with tag k=v (repeatable).")
 LIMIT = typer.Option(50, "--limit", "-n", min=1, max=1000, help="At most this many (newest first).")
 CURSOR = typer.Option(None, "--cursor", help="Continue from a previous page's cursor.")
@@ -106,7 +107,7 @@ def get(ctx: typer.Context, id: str = ID) -> View:
 def create(ctx: typer.Context, id: str = typer.Argument(..., help="The new promise's id."),
            timeout: str = typer.Option("1y", "--timeout", help="Relative timeout: 30s, 5m, 2h, 1d, 1y."),
            data: str = typer.Option(None, "--data", "-d", help=DATA_HELP),
-           tag: list[str] = TAG,
+           tag: list[str] = typer.Option(None, "--tag", "-t", help="A tag k=v to put on it (repeatable)."),
            idempotency_key: str = typer.Option(None, "--idempotency-key", help="Default: the id."),
            strict: bool = typer.Option(False, "--strict", help="Strict idempotency: a completed promise is not reused.")
            ) -> View:

@@ -202,3 +202,19 @@ def test_status_tasks_workers_json(cli: Any) -> None:
 def test_no_wait_json_prints_the_promise(cli: Any) -> None:
     r = cli("invoke", "approve", "1", "--id", "nw", "--no-wait", "--app", APP, "--json")
     assert r.exit_code == 0 and doc(r)["id"] == "nw" and doc(r)["state"] == "PENDING"
+
+
+def test_an_app_with_its_own_database_file_can_be_invoked_on_it(cli: Any, short_dir: str) -> None:
+    """An app that says Resonate.local(path=...) locks that file as it is imported; the CLI only wants its
+    functions, so it lets go of the file, and --db on the same file works (it used to say "in use")."""
+    db = os.path.join(short_dir, "app.db")
+    path = os.path.join(short_dir, "own_db_app.py")
+    with open(path, "w") as f:
+        f.write("from resonate import Context, Resonate\n"
+                f"resonate = Resonate.local(path={db!r})\n\n"
+                "@resonate.register\n"
+                "def hello(ctx: Context, name: str) -> str:\n"
+                "    return 'hello ' + name\n")
+    r = cli("--db", db, "invoke", "hello", "bob", "--id", "h-1", "--app", path)
+    assert (r.exit_code, r.stdout) == (0, '"hello bob"\n'), r.stderr
+    assert doc(cli("--db", db, "promises", "get", "h-1", "--json"))["state"] == "RESOLVED"
