@@ -77,6 +77,8 @@ class LocalTransport:
             self._deliver(messages)
 
     def _take(self) -> list[Message]:
+        if not self._produced:
+            return []
         messages = list(self._produced)
         self._produced.clear()
         return messages

@@ -63,6 +63,7 @@ from ..protocol.records import (
     TaskResult,
     Tree,
     Value,
+    after,
     decode_cursor,
     encode_cursor,
 )
@@ -145,15 +146,27 @@ class Engine(Schedules):
         current = self.store.get_promise(id)
         verdict = promise_transition(current, request, now)
         if verdict.timeout_state is not None and current is not None:
-            current = self._complete(current, verdict.timeout_state, EMPTY, None, now)
-        if isinstance(verdict.error, errors.PromiseNotFound):
-            verdict = replace(verdict, error=errors.PromiseNotFound(f"promise {id!r} not found"))
+            current = self._time_out(current, verdict.timeout_state, now)
         return current, verdict
 
-    def _existing(self, id: str, now: int) -> Promise | _Fail:
-        current, verdict = self._promise(id, Read(), now)
+    def _read(self, id: str, now: int) -> Promise | None:
+        """The promise as it is now (a due timeout stored first), or None."""
+        current = self.store.get_promise(id)
         if current is None:
-            return _Fail(verdict.error or errors.PromiseNotFound(f"promise {id!r} not found"))
+            return None  # nothing to decide: a missing promise has no timeout to apply
+        verdict = promise_transition(current, Read(), now)
+        if verdict.timeout_state is not None:
+            return self._time_out(current, verdict.timeout_state, now)
+        return current
+
+    def _time_out(self, promise: Promise, state: str, now: int) -> Promise:
+        """Carry out a timeout the transition decided: completed with no value and no key."""
+        return self._complete(promise, state, EMPTY, None, now)
+
+    def _existing(self, id: str, now: int) -> Promise | _Fail:
+        current = self._read(id, now)
+        if current is None:
+            return _Fail(errors.PromiseNotFound(f"promise {id!r} not found"))
         return current
 
     def _complete(self, promise: Promise, state: str, value: Value, ikey: str | None, now: int, *,
@@ -161,7 +174,8 @@ class Engine(Schedules):
         """The one completion path: store the completion, complete the root's tasks, fire its callbacks
         and subscriptions. ``stored=False``: the promise is new in this very transaction (a local step
         that already ran), so it is inserted completed, and nothing can wait on it yet."""
-        done = replace(promise, state=state, value=value, idempotency_key_for_complete=ikey, completed_on=now)
+        done = Promise(promise.id, state, promise.param, value, promise.timeout, promise.tags, promise.created_on, now,
+                       promise.idempotency_key_for_create, ikey)
         if not stored:
             self.store.insert_promise(done)
             return done
@@ -223,7 +237,7 @@ class Engine(Schedules):
                           created_on=now, idempotency_key_for_create=ikey)
         self.store.insert_promise(promise)
         if now >= timeout:  # born timed out: completed at once, and no task
-            expired, _ = self._promise(id, Read(), now)
+            expired = self._read(id, now)
             assert expired is not None
             return Created(201, expired)
         self._deadline(timeout)
@@ -233,7 +247,7 @@ class Engine(Schedules):
         task = Task(id=f"__invoke:{id}", counter=1, root_promise_id=id, type="invoke", state=INIT, recv=target,
                     timeout=timeout, created_on=now)
         if claim is not None:
-            task = replace(task, state=CLAIMED, process_id=claim[0], ttl=claim[1], expires_at=now + claim[1],
+            task = replace(task, state=CLAIMED, process_id=claim[0], ttl=claim[1], expires_at=after(now, claim[1]),
                            attempt=1)
             self._deadline(task.expires_at)
             self.store.insert_task(task)
@@ -294,6 +308,8 @@ class Engine(Schedules):
     def complete_promise(self, op: CompletePromise) -> Completed:
         def run(now: int) -> Completed | _Fail:
             current, verdict = self._promise(op.id, Complete(op.state, op.idempotency_key, op.strict), now)
+            if current is None:
+                return _Fail(errors.PromiseNotFound(f"promise {op.id!r} not found"))
             if verdict.error is not None:
                 return _Fail(verdict.error)
             assert current is not None
@@ -308,7 +324,7 @@ class Engine(Schedules):
         exists, it is completed if still pending, and otherwise the stored outcome wins."""
 
         def run(now: int) -> Completed | _Fail:
-            current, verdict = self._promise(op.id, Read(), now)
+            current = self._read(op.id, now)
             if current is None:
                 refused = self._canceled_ancestor(op.id, op.tags)
                 if refused is not None:
@@ -351,7 +367,7 @@ class Engine(Schedules):
             task = self.store.get_task(op.id)
             root = None
             if task is not None:
-                root, _ = self._promise(task.root_promise_id, Read(), now)
+                root = self._read(task.root_promise_id, now)
                 if root is not None and not root.pending:
                     task = self.store.get_task(op.id)  # completing the root (maybe just now) completed it
             pending = root is not None and root.pending
@@ -438,7 +454,7 @@ class Engine(Schedules):
 
         def run(now: int) -> int | None:
             for promise in self.store.timed_out_promises(now, SWEEP_BATCH):
-                self._promise(promise.id, Read(), now)
+                self._read(promise.id, now)
             for task in self.store.expired_tasks(now, SWEEP_BATCH):
                 self._task(task, Expire(), now)
             self._fire_due(now)

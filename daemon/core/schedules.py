@@ -27,9 +27,11 @@ from ..protocol.records import (
     Page,
     Schedule,
     Value,
+    after,
     decode_cursor,
     encode_cursor,
 )
+from .transitions import keys_match
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -89,7 +91,7 @@ class Schedules:
             # Errors are raised, rolling back: nothing was written before them.
             existing = self.store.get_schedule(op.id)
             if existing is not None:
-                if existing.idempotency_key == op.idempotency_key:
+                if keys_match(existing.idempotency_key, op.idempotency_key):
                     return ScheduleCreated(200, existing)
                 raise errors.ScheduleAlreadyExists(f"schedule {op.id!r} already exists")
             s = Schedule(id=op.id, cron=cron, promise_id=op.promise_id, promise_timeout=op.promise_timeout,
@@ -130,7 +132,7 @@ class Schedules:
             tick = max(s.next_run_time, latest_at_or_before(s.cron, now))
             pid = promise_id_for(s, tick)
             tags = {**s.promise_tags, TAG_SCHEDULE: s.id, TAG_INVOCATION: "true"}
-            result = self._create(now, pid, tick + s.promise_timeout, s.promise_param, tags, pid, False)
+            result = self._create(now, pid, after(tick, s.promise_timeout), s.promise_param, tags, pid, False)
             error = getattr(result, "error", None)
             if error is not None:  # e.g. the id exists with another key: the tick is skipped, not retried forever
                 log.warning("schedule %s: cannot create %s: %s", s.id, pid, error)

@@ -28,6 +28,7 @@ from ..protocol.records import (
     TAG_TIMEOUT,
     Promise,
     Task,
+    after,
 )
 
 RESEND_AFTER_MS = 60_000  # a task sent but not claimed within a minute is sent again
@@ -90,7 +91,7 @@ def promise_transition(current: Promise | None, request: PromiseRequest, now: in
     if current is None:
         if isinstance(request, Create):
             return Verdict(201, write="create", state=PENDING)
-        return Verdict(404, error=errors.PromiseNotFound("promise not found"))
+        return Verdict(404, error=errors.PromiseNotFound("promise not found"))  # the engine names the id
 
     lazy: str | None = None
     state = current.state
@@ -233,7 +234,7 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
             return TaskVerdict(403, done, errors.TaskAlreadyCompleted(
                 f"task {task.id!r}: its promise is already completed"))
         case Claim(_, pid, ttl, _), _:
-            claimed = replace(task, state=CLAIMED, process_id=pid, ttl=ttl, expires_at=_after(now, ttl),
+            claimed = replace(task, state=CLAIMED, process_id=pid, ttl=ttl, expires_at=after(now, ttl),
                               attempt=task.attempt + 1)
             return TaskVerdict(201, claimed)
         case Finish() | Drop(), state if state != CLAIMED:
@@ -243,10 +244,10 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
         case Drop(), _:
             return TaskVerdict(201, _back(task, bump=True), released=True)
         case Beat(pid), "CLAIMED" if pid == task.process_id:
-            return TaskVerdict(200, replace(task, expires_at=_after(now, task.ttl)))
+            return TaskVerdict(200, replace(task, expires_at=after(now, task.ttl)))
         case Sent(counter, pid), "INIT" if counter == task.counter:
             return TaskVerdict(200, replace(task, state=ENQUEUED, process_id=pid,
-                                            expires_at=_after(now, RESEND_AFTER_MS)))
+                                            expires_at=after(now, RESEND_AFTER_MS)))
         case Expire(), "CLAIMED" | "ENQUEUED" if now >= task.expires_at:
             return TaskVerdict(200, _back(task, bump=task.state == CLAIMED), released=True)
         case Release(), "CLAIMED" | "ENQUEUED":
@@ -259,6 +260,3 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
     return TaskVerdict(200)  # nothing to do: a beat of another process, a stale Sent, an unexpired lease...
 
 
-def _after(now: int, ms: int) -> int:
-    """``now + ms``, clamped to int64 (PROTOCOL.md: a sum with now that overflows is clamped)."""
-    return min(now + ms, 2**63 - 1)

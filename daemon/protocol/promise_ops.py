@@ -26,7 +26,6 @@ from .records import (
 )
 from .wire import (
     MAX_LIMIT,
-    MAX_RELATIVE_MS,
     ById,
     Incoming,
     Op,
@@ -122,7 +121,7 @@ class CreatePromiseAndTask(Op[Created]):
     def __post_init__(self) -> None:
         _promise_fields(self.id, self.timeout, self.param, self.tags)
         need_id(self.process_id, "process id")
-        need_int(self.ttl, "ttl", hi=MAX_RELATIVE_MS)
+        need_int(self.ttl, "ttl")
 
     def request(self) -> Request:
         return Request("POST", "/promises/task", headers=completion_headers(self.idempotency_key, self.strict),

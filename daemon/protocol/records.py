@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -54,7 +55,16 @@ TAG_FUNC = "resonate:func"  # ours: the function a promise stands for (replays c
 
 MAX_ID_LENGTH = 1024
 INT64_MAX = 2**63 - 1  # the stores keep 64-bit integers
+
+
+def after(now: int, ms: int) -> int:
+    """``now + ms`` for a relative ttl or timeout: values up to int64 max are accepted (the official SDK
+    sends ``sys.maxsize``), so a sum that overflows is clamped, never refused (PROTOCOL.md)."""
+    return min(now + ms, INT64_MAX)
 FOREVER = 253402329599000  # 9999-12-31T23:59:59Z: the official SDK's timeout for a subscription
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def check_id(id: Any, what: str = "promise id") -> str:
@@ -63,7 +73,7 @@ def check_id(id: Any, what: str = "promise id") -> str:
         raise errors.InvalidRequest(f"{what} must be a non-empty string")
     if len(id) > MAX_ID_LENGTH:
         raise errors.InvalidRequest(f"{what} is {len(id)} characters long; the limit is {MAX_ID_LENGTH}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in id):
+    if _CONTROL.search(id) is not None:
         raise errors.InvalidRequest(f"{what} {id!r} contains control characters")
     return id
 
@@ -360,7 +370,7 @@ class Address:
 def parse_address(recv: str) -> Address:
     """Parse a target. A bare word is a group (``default`` means ``poll://any@default``)."""
     text = recv.strip()
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if _CONTROL.search(text) is not None:
         # No worker could ever connect under such a name: GET /poll/{group}/{pid} refuses it.
         raise ValueError(f"address {recv!r} contains control characters")
     if text.startswith("poll://"):
@@ -514,7 +524,7 @@ def decode_cursor(text: str | None) -> tuple[int, str] | None:
 __all__ = ["PENDING", "RESOLVED", "REJECTED", "REJECTED_CANCELED", "REJECTED_TIMEDOUT", "PROMISE_STATES",
     "COMPLETED_STATES", "COMPLETE_TARGETS", "SEARCH_STATES", "INIT", "ENQUEUED", "CLAIMED", "COMPLETED",
     "TASK_STATES", "OUT_STATES", "TAG_INVOKE", "TAG_ROOT", "TAG_PARENT", "TAG_SCOPE", "TAG_TIMEOUT",
-    "TAG_SCHEDULE", "TAG_INVOCATION", "TAG_FUNC", "MAX_ID_LENGTH", "INT64_MAX", "FOREVER", "check_id",
+    "TAG_SCHEDULE", "TAG_INVOCATION", "TAG_FUNC", "MAX_ID_LENGTH", "INT64_MAX", "after", "FOREVER", "check_id",
     "Value", "EMPTY", "Promise", "Task", "Callback", "Schedule", "Message", "Address", "parse_address",
     "address_of", "check_address", "Created", "Completed", "Registered", "Claimed", "TaskResult", "Page",
     "Tree", "Status", "encode_cursor", "decode_cursor",]

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from .records import EMPTY, Page, Schedule, Value
 from .wire import (
     MAX_LIMIT,
-    MAX_RELATIVE_MS,
     ById,
     Incoming,
     Op,
@@ -64,7 +63,7 @@ class CreateSchedule(Op[ScheduleCreated]):
         need_id(self.id, "schedule id")
         need_str(self.cron, "cron")
         need_id(self.promise_id, "promise id template")
-        need_int(self.promise_timeout, "promiseTimeout", hi=MAX_RELATIVE_MS)
+        need_int(self.promise_timeout, "promiseTimeout")
         need_value(self.promise_param, "promiseParam")
         need_tags(self.promise_tags, "promiseTags")
         need_invoke_tag(self.promise_tags)

@@ -11,7 +11,6 @@ from .promise_ops import DEFAULT_TTL_MS
 from .records import TASK_STATES, Callback, Claimed, Promise, Status, Task, TaskResult, Tree
 from .wire import (
     MAX_LIMIT,
-    MAX_RELATIVE_MS,
     ById,
     Incoming,
     Op,
@@ -48,7 +47,7 @@ class ClaimTask(Op[Claimed]):
         need_id(self.id, "task id")
         need_int(self.counter, "counter", lo=1)
         need_id(self.process_id, "process id")
-        need_int(self.ttl, "ttl", hi=MAX_RELATIVE_MS)
+        need_int(self.ttl, "ttl")
 
     def request(self) -> Request:
         return Request("POST", "/tasks/claim", body={"id": self.id, "counter": self.counter,

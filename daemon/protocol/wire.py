@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-MAX_RELATIVE_MS = 2**62  # a ttl or promiseTimeout is added to now, and the sum must still fit in int64
 MAX_LIMIT = 1000  # the most rows one search returns
 
 
