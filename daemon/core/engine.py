@@ -169,16 +169,11 @@ class Engine(Schedules):
             return _Fail(errors.PromiseNotFound(f"promise {id!r} not found"))
         return current
 
-    def _complete(self, promise: Promise, state: str, value: Value, ikey: str | None, now: int, *,
-                  stored: bool = True) -> Promise:
+    def _complete(self, promise: Promise, state: str, value: Value, ikey: str | None, now: int) -> Promise:
         """The one completion path: store the completion, complete the root's tasks, fire its callbacks
-        and subscriptions. ``stored=False``: the promise is new in this very transaction (a local step
-        that already ran), so it is inserted completed, and nothing can wait on it yet."""
+        and subscriptions."""
         done = Promise(promise.id, state, promise.param, value, promise.timeout, promise.tags, promise.created_on, now,
                        promise.idempotency_key_for_create, ikey)
-        if not stored:
-            self.store.insert_promise(done)
-            return done
         self.store.update_promise(done)
         for task in self.store.tasks_of_root(promise.id):
             self._task(task, RootDone(), now)
@@ -329,9 +324,11 @@ class Engine(Schedules):
                 refused = self._canceled_ancestor(op.id, op.tags)
                 if refused is not None:
                     return refused
-                new = Promise(id=op.id, state=PENDING, param=op.param, value=EMPTY, timeout=op.timeout,
-                              tags=dict(op.tags), created_on=now, idempotency_key_for_create=op.id)
-                return Completed(201, self._complete(new, op.state, op.value, op.id, now, stored=False))
+                # Created already completed, in one write: nobody can have seen it pending, so nothing
+                # waits on it and it has no task (what _complete would otherwise take care of).
+                done = Promise(op.id, op.state, op.param, op.value, op.timeout, dict(op.tags), now, now, op.id, op.id)
+                self.store.insert_promise(done)
+                return Completed(201, done)
             if current.pending:
                 return Completed(201, self._complete(current, op.state, op.value, op.id, now))
             return Completed(200, current)

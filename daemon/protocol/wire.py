@@ -163,8 +163,11 @@ def need_id(value: Any, what: str = "promise id") -> str:
 
 
 def need_tags(value: Any, name: str = "tags") -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict):
         raise bad(f"field {name!r} must be an object mapping strings to strings")
+    for k, v in value.items():  # a plain loop: this runs for every step a worker stores
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise bad(f"field {name!r} must be an object mapping strings to strings")
     return value
 
 

@@ -187,7 +187,8 @@ class FileLock:
             os.close(fd)
             holder = ""
             with contextlib.suppress(OSError):
-                holder = open(self.path).read().strip()
+                with open(self.path) as f:
+                    holder = f.read().strip()
             raise errors.StoreLocked(
                 f"database {self.path[:-5]!r} is in use by another process"
                 + (f" (pid {holder})" if holder else "")
