@@ -17,11 +17,12 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import socket as _socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from resonate_daemon import errors
@@ -102,9 +103,20 @@ class _Connections:
             conn.close()
 
 
+def from_environment(socket: str | None, url: str | None, token: str | None,
+                     env: Mapping[str, str] | None = None) -> tuple[str | None, str | None, str | None]:
+    """Where the daemon is: the arguments given, else ``RESONATE_SOCKET`` / ``RESONATE_URL`` /
+    ``RESONATE_TOKEN`` (as the CLI reads them), else the default socket."""
+    env = os.environ if env is None else env
+    if socket is None and url is None:
+        socket, url = env.get("RESONATE_SOCKET") or None, env.get("RESONATE_URL") or None
+    return socket, url, token if token is not None else (env.get("RESONATE_TOKEN") or None)
+
+
 class RemoteTransport:
     def __init__(self, *, socket: str | None = None, url: str | None = None, token: str | None = None,
                  retry_for: float = 30.0, timeout: float = 10.0) -> None:
+        socket, url, token = from_environment(socket, url, token)
         self._where, self._prefix, self._new = connection_factory(socket=socket, url=url)
         self._headers = {"Accept": "application/json"}
         if token:
@@ -187,12 +199,17 @@ class RemoteTransport:
 
     # -- push stream ------------------------------------------------------------------------------
     def connect(self, group: str, pid: str, on_message: OnMessage) -> None:
+        """Open the push stream (in its own thread, which reconnects by itself); Unreachable if it is
+        not up within ``retry_for`` seconds."""
         if self._stream is not None:
             return
         self._stream = threading.Thread(target=self._listen, args=(group, pid, on_message),
                                         name="resonate-poll", daemon=True)
         self._stream.start()
-        self.connected.wait(timeout=self.retry_for)
+        if not self.connected.wait(timeout=self.retry_for):
+            self._closing.set()
+            raise errors.Unreachable(f"no resonate daemon answers at {self._where} (waited {self.retry_for:g} s "
+                                     "for the push stream); start one with `resonate serve`")
 
     def _listen(self, group: str, pid: str, on_message: OnMessage) -> None:
         target = f"{self._prefix}/poll/{urllib.parse.quote(group, safe='')}/{urllib.parse.quote(pid, safe='')}"
@@ -257,8 +274,6 @@ def _json_or_none(raw: bytes) -> Any:
 def probe(*, socket: str | None = None, url: str | None = None, token: str | None = None,
           timeout: float = 2.0) -> Any:
     """The daemon's ``Status`` if one answers at the socket or URL within ``timeout``, else None."""
-    import os
-
     from resonate_daemon.protocol import GetStatus
 
     where, _, _ = connection_factory(socket=socket, url=url)

@@ -89,8 +89,10 @@ class Resonate:
                token: str | None = None, pid: str | None = None, ttl: float = 10,
                workers: int | None = None, registry: Registry | None = None,
                dependencies: dict[str, Any] | None = None, retry_for: float = 30.0) -> Resonate:
-        """A worker and client of a daemon (``resonate serve``), over its Unix socket or TCP URL.
-        Requests that meet no daemon are retried for ``retry_for`` seconds, then raise ``Unreachable``."""
+        """A worker and client of a daemon (``resonate serve``), over its Unix socket or TCP URL; with
+        neither, ``RESONATE_SOCKET`` / ``RESONATE_URL`` (and ``RESONATE_TOKEN``) say where, as for the CLI,
+        else the default socket. Requests that meet no daemon are retried for ``retry_for`` seconds, then
+        raise ``Unreachable``; so does ``start()`` when the push stream is not up by then."""
         from .remote import RemoteTransport
 
         return cls(RemoteTransport(socket=socket, url=url, token=token, retry_for=retry_for), group=group,

@@ -54,7 +54,11 @@ class Runtime:
             self._pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="resonate-worker")
         self._heartbeat = threading.Thread(target=self._beat, name="resonate-heartbeat", daemon=True)
         self._heartbeat.start()
-        self.transport.connect(self.group, self.pid, self.on_message)
+        try:
+            self.transport.connect(self.group, self.pid, self.on_message)
+        except BaseException:
+            self.stop()  # nothing answers: release the pool, the heartbeat thread and the transport
+            raise
 
     def stop(self) -> None:
         """Stop heartbeats first, so the store can hand our unfinished work to another process."""

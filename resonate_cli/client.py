@@ -1,9 +1,11 @@
 """Where a command's promises live: a daemon (remote mode) or the database file in this process (embedded).
 
 Every command opens its client once, here, through the SDK's public constructors: if a daemon answers at
-the socket or URL (``resonate.remote.probe``), ``Resonate.remote`` talks to it; otherwise the command
-works embedded on the database file with ``Resonate.local`` (the engine in this process, holding the
-file's lock). Commands then make SDK calls on ``Client.resonate``; no store, engine or HTTP path here.
+the socket or URL (``resonate.remote.probe``), ``Resonate.remote`` talks to it. Otherwise, unless a socket
+or URL was named (``--socket``, ``--url`` or their environment variables: then it is an error, exit 4),
+the command works embedded on the database file with ``Resonate.local`` (the engine in this process,
+holding the file's lock), and says so on stderr. Commands then make SDK calls on ``Client.resonate``; no
+store, engine or HTTP path here.
 """
 
 from __future__ import annotations
@@ -90,16 +92,23 @@ class Client:
         self.resonate.stop()
 
 
-def open_client(target: Target, *, app: ModuleType | None = None, require_daemon: bool = False) -> Client:
-    """Pick the store once: a daemon that answers (and serves the requested --db), else embedded."""
-    status = target.probe()
+def open_client(target: Target, *, app: ModuleType | None = None, require_daemon: bool = False,
+                worker_group: str | None = None) -> Client:
+    """Pick the store once: a daemon that answers (and serves the requested --db), else embedded.
+
+    ``worker_group``: through a daemon, this process joins that group (once started) as a worker of the
+    app's functions, instead of the CLI's own group that serves nothing."""
+    status = answered = target.probe()
     if status is not None and target.db and status.db not in ("", target.db_path):
-        status = None  # a daemon is up, but on another database than the one asked for
+        status = None  # a daemon is up, but on another database than the one asked for: use that file
     registry, deps = app_registry(app) if app is not None else (None, None)
     if status is not None:
-        return Client(target.remote(registry=registry, dependencies=deps), "daemon", target, status, app)
-    if target.url:
-        raise Unreachable(f"no resonate daemon answers at {target.url}")
+        client = target.remote(group=worker_group or CLI_GROUP, registry=registry, dependencies=deps)
+        return Client(client, "daemon", target, status, app)
+    if answered is None and (target.url or target.socket):  # asked for by name: never a silent fallback
+        how = "--url/RESONATE_URL" if target.url else "--socket/RESONATE_SOCKET"
+        raise Unreachable(f"no resonate daemon answers at {target.where} (given by {how}); start one there "
+                          "with `resonate serve`, or leave it out to use the database file directly")
     if require_daemon:
         raise NeedsDaemon(f"no resonate daemon answers at {target.socket_path}; start one with `resonate serve`")
     try:

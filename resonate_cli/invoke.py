@@ -19,6 +19,8 @@ from .client import Client
 from .output import View, err, fail, out, output
 from .session import APP_HELP, import_app, parse_duration, parse_tags, parse_value, using
 
+WORKER_GROUP = "default"  # the group `invoke --app` joins through a daemon: where workers run by default
+
 EXAMPLE = """
 Examples:
 
@@ -52,9 +54,10 @@ def invoke(
 ) -> View:
     """Invoke FUNC durably and print its result (JSON).
 
-    With a daemon up, a worker of the target group runs it (--app not needed). Without one, it runs
-    here, embedded, on the database file (--app names your code). Re-invoking an id that already
-    completed prints the stored result at once.
+    --app names your code, and it runs here: embedded on the database file when no daemon answers, or
+    through the daemon with this process joining the group as a worker until the result is in. Without
+    --app, a worker of the target group (--target/--group, default: default) runs it. Re-invoking an id
+    that already completed prints the stored result at once.
     """
     if target and group:
         fail("give --target or --group, not both", exits.USAGE)
@@ -64,9 +67,10 @@ def invoke(
     pid = id or default_id(func, list(args or []))
     module = import_app(app)
     where = target or (f"poll://any@{group}" if group else None)
-    with using(ctx, app=module) as client:
+    here = module is not None and where is None  # your code, run by this process
+    with using(ctx, app=module, worker_group=WORKER_GROUP if here else None) as client:
         opts: dict[str, Any] = {"timeout": secs, "version": version or None}
-        if client.daemon:
+        if client.daemon and not here:
             opts["target"] = where or "default"
             handle = client.resonate.options(**opts).begin_rpc(pid, func, *values, **kwargs)
         else:
@@ -78,9 +82,11 @@ def invoke(
                 fail("--target/--group need a daemon (workers run there); without one, invoke runs here",
                      exits.USAGE)
             client.resonate.registry.get(func, version or 0)  # NotRegistered now, naming what is
+            # Run here: claimed by this process at once (through a daemon, as a worker of the group, so
+            # that what it waits for comes back here, or to another worker of the group if we are gone).
             handle = client.resonate.options(**opts).begin_run(pid, func, *values, **kwargs)
         if no_wait:
-            if not client.daemon:  # embedded: run until done or suspended, while we hold the file
+            if not client.daemon or here:  # this process runs it: until done or suspended, then we go
                 client.resonate.wait_idle()
             promise = client.resonate.promises.get(pid)
             return View(promise.to_json(), lambda: print(pid))

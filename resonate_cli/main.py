@@ -75,13 +75,15 @@ app.command()(serve.worker)
 @app.command()
 @output()
 def status(ctx: typer.Context) -> View:
-    """Is a daemon up? Its socket, database, version, promises by state, workers by group.
+    """Is a daemon up? Its socket, database, version, promises by state, workers by group. Exits 4 when no
+    daemon answers (after showing the database file's counts).
 
     Example: resonate status --json
     """
     with using(ctx) as client:
         doc = client.status()
-    return View(doc.to_json(), lambda: _status_table(doc, target_of(ctx).socket_path))
+    return View(doc.to_json(), lambda: _status_table(doc, target_of(ctx).socket_path),
+                exit=exits.OK if client.daemon else exits.UNREACHABLE)
 
 
 def _status_table(doc: Status, socket: str) -> None:

@@ -13,7 +13,7 @@ import typer
 
 from . import exits
 from .client import Client, NeedsDaemon, Target, load_app, open_client
-from .output import fail, fail_with
+from .output import err, fail, fail_with, json_mode
 
 APP_HELP = "Your app: a module path (pkg.mod) or a file (examples/factorial.py) that registers functions."
 
@@ -37,16 +37,20 @@ def import_app(spec: str | None) -> ModuleType | None:
 
 
 @contextmanager
-def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: bool = False) -> Iterator[Client]:
+def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: bool = False,
+          worker_group: str | None = None) -> Iterator[Client]:
     """Open the client for one command, map every error to its exit code, and always close it."""
     try:
-        client = open_client(target_of(ctx), app=app, require_daemon=require_daemon)
+        client = open_client(target_of(ctx), app=app, require_daemon=require_daemon, worker_group=worker_group)
     except NeedsDaemon as exc:
         fail(str(exc), exits.UNREACHABLE, kind="NeedsDaemon")
     except LookupError as exc:  # the app has no Resonate instance
         fail(str(exc), exits.USAGE, kind="LookupError")
     except Exception as exc:
         fail_with(exc)
+    if not client.daemon and not json_mode():
+        err.print(f"[dim]embedded store at {client.target.db_path} (no daemon at {client.target.socket_path})[/]",
+                  highlight=False)
     try:
         yield client
     except (typer.Exit, typer.Abort):

@@ -115,12 +115,13 @@ def test_another_db_than_the_daemons_works_embedded(daemon: Daemon) -> None:
     assert json.loads(r.stdout)["mode"] == "embedded" and json.loads(r.stdout)["db"] == other
 
 
-# FileLock.acquire (daemon/store.py) leaves the lock file open when it reads the holder's pid; reported,
-# remove this mark once it closes it.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_daemons_db_while_its_socket_is_silent_is_exit_4(daemon: Daemon) -> None:
     r = CliRunner().invoke(app, ["--socket", os.path.join(daemon.dir, "x.sock"), "--db", daemon.db, "status"])
-    assert r.exit_code == exits.UNREACHABLE and "in use" in r.stderr
+    assert r.exit_code == exits.UNREACHABLE and "no resonate daemon answers" in r.stderr
+    # Without naming a socket, the file is tried, and the daemon that holds it is named.
+    r = CliRunner().invoke(app, ["--db", daemon.db, "status"], env={"RESONATE_SOCKET": "",
+                                                                    "XDG_RUNTIME_DIR": daemon.dir})
+    assert r.exit_code == exits.UNREACHABLE and "in use" in r.stderr, r.stderr
 
 
 def test_unreachable_url_is_exit_4() -> None:

@@ -19,7 +19,7 @@ PROMISE_FIELDS = {"id", "state", "param", "value", "timeout", "tags", "createdOn
 @pytest.fixture
 def cli(short_dir: str) -> Any:
     runner = CliRunner()
-    env = {"RESONATE_DB": os.path.join(short_dir, "r.db"), "RESONATE_SOCKET": os.path.join(short_dir, "none.sock"),
+    env = {"RESONATE_DB": os.path.join(short_dir, "r.db"), "RESONATE_SOCKET": "", "XDG_RUNTIME_DIR": short_dir,
            "RESONATE_URL": "", "RESONATE_TOKEN": ""}
 
     def run(*args: str, input: str | None = None) -> Any:

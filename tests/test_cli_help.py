@@ -73,9 +73,9 @@ def test_completion_scripts_are_up_to_date() -> None:
 
 
 def test_promise_ids_complete_dynamically(short_dir: str) -> None:
-    env = dict(os.environ, RESONATE_DB=os.path.join(short_dir, "r.db"),
-               RESONATE_SOCKET=os.path.join(short_dir, "none.sock"))
+    env = dict(os.environ, RESONATE_DB=os.path.join(short_dir, "r.db"), XDG_RUNTIME_DIR=short_dir)
     env.pop("RESONATE_URL", None)
+    env.pop("RESONATE_SOCKET", None)
     cli = [sys.executable, "-m", "resonate_cli"]
     subprocess.run([*cli, "promises", "create", "order-55"], env=env, check=True, capture_output=True, timeout=60)
     r = subprocess.run(cli, env=dict(env, _RESONATE_COMPLETE="complete_bash",

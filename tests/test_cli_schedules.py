@@ -19,7 +19,7 @@ SCHEDULE_FIELDS = {"id", "cron", "promiseId", "promiseTimeout", "promiseParam", 
 @pytest.fixture
 def cli(short_dir: str) -> Any:
     runner = CliRunner()
-    env = {"RESONATE_DB": os.path.join(short_dir, "r.db"), "RESONATE_SOCKET": os.path.join(short_dir, "none.sock"),
+    env = {"RESONATE_DB": os.path.join(short_dir, "r.db"), "RESONATE_SOCKET": "", "XDG_RUNTIME_DIR": short_dir,
            "RESONATE_URL": "", "RESONATE_TOKEN": ""}
 
     def run(*args: str) -> Any:

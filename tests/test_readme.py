@@ -2,8 +2,8 @@
 
 The first (install, then a durable factorial through the CLI on the embedded store) runs in full, in a
 shell, with a bounded time; only its database file is pointed into a temp folder (RESONATE_DB) so the
-test does not touch the user's data dir, and RESONATE_SOCKET at a path where no daemon listens so it runs
-embedded even on a machine where `resonate serve` is up. The second (install the test extras, run the
+test does not touch the user's data dir, and XDG_RUNTIME_DIR (where the default socket lives) into it too,
+so that it runs embedded even on a machine where `resonate serve` is up. The second (install the test extras, run the
 suite) runs as written too, but with PYTEST_ADDOPTS=--collect-only: running the whole suite from inside
 the suite would recurse; .ci/run runs that same line for real.
 """
@@ -29,7 +29,7 @@ def shell(command: str, short_dir: str, timeout: float, **extra: str) -> subproc
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RESONATE_", "PYTEST_"))}
     # `pip` and `resonate` must be this interpreter's, as they are for a user whose PATH has one Python.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env.update(RESONATE_DB=os.path.join(short_dir, "readme.db"), RESONATE_SOCKET=os.path.join(short_dir, "no.sock"),
+    env.update(RESONATE_DB=os.path.join(short_dir, "readme.db"), XDG_RUNTIME_DIR=short_dir,
                PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
     return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
