@@ -178,3 +178,35 @@ def test_stop_sends_sigterm_and_the_daemon_exits() -> None:
         assert run(d, "stop").returncode == exits.UNREACHABLE
     finally:
         d.cleanup()
+
+
+def test_invoke_with_an_app_runs_it_here_through_the_daemon(daemon: Daemon) -> None:
+    """README's first command with a daemon up: --app is this process's code, so this process runs it (as
+    a worker of the group), not the group's worker, whose own factorial (tests/programs/cli_app.py)
+    names its steps cli-factorial-N where examples/factorial.py names them factorial-N."""
+    factorial = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "factorial.py")
+    r = run(daemon, "invoke", "factorial", "6", "--id", "here-f6", "--app", factorial, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "720\n"), r.stderr
+    got = json.loads(inproc(daemon, "promises", "get", "here-f6", "--json").stdout)
+    assert got["state"] == "RESOLVED" and got["tags"]["resonate:invoke"].startswith("poll://any@default/")
+    step = json.loads(inproc(daemon, "promises", "get", "factorial-5", "--json").stdout)
+    assert step["tags"]["resonate:parent"] == "here-f6"
+
+
+def test_a_named_socket_that_does_not_answer_is_exit_4_never_the_file(daemon: Daemon, short_dir: str) -> None:
+    typo = os.path.join(short_dir, "typo.sock")
+    for args in (["promises", "list"], ["status"], ["invoke", "factorial", "3", "--app", APP]):
+        r = CliRunner().invoke(app, ["--socket", typo, *args], env={"RESONATE_DB": os.path.join(short_dir, "r.db")})
+        assert r.exit_code == exits.UNREACHABLE and "no resonate daemon answers at" in r.stderr, (args, r.stderr)
+        assert typo in r.stderr
+    assert not os.path.exists(os.path.join(short_dir, "r.db"))  # the file was never opened
+
+
+def test_embedded_mode_says_so_and_status_exits_4(short_dir: str) -> None:
+    env = {"RESONATE_DB": os.path.join(short_dir, "r.db"), "RESONATE_SOCKET": "", "RESONATE_URL": "",
+           "XDG_RUNTIME_DIR": short_dir}
+    r = CliRunner().invoke(app, ["promises", "list"], env=env)
+    assert r.exit_code == 0 and "embedded store at" in r.stderr and "no daemon at" in r.stderr
+    r = CliRunner().invoke(app, ["status", "--json"], env=env)
+    assert r.exit_code == exits.UNREACHABLE and json.loads(r.stdout)["mode"] == "embedded"
+    assert "embedded store" not in r.stderr  # --json: stderr is for the error document only

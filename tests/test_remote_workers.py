@@ -157,3 +157,30 @@ def test_sigkill_of_the_daemon_mid_flight(cluster: Cluster) -> None:
             assert r.promises.get(pid).state == "RESOLVED"
     finally:
         r.stop()
+
+
+def test_resonate_remote_finds_the_daemon_like_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESONATE_SOCKET is where Resonate.remote() looks when given nothing (as the CLI does)."""
+    daemon = Daemon().start()
+    try:
+        monkeypatch.setenv("RESONATE_SOCKET", daemon.socket)
+        monkeypatch.delenv("RESONATE_URL", raising=False)
+        r = Resonate.remote(group="env-found")
+        try:
+            assert r.where == daemon.socket and r.status().mode == "daemon"
+        finally:
+            r.stop()
+    finally:
+        daemon.stop()
+        daemon.cleanup()
+
+
+def test_start_fails_clearly_when_nothing_answers(short_dir: str) -> None:
+    from resonate import Unreachable
+
+    r = Resonate.remote(group="nobody", socket=os.path.join(short_dir, "none.sock"), retry_for=0.3)
+    started = time.monotonic()
+    with pytest.raises(Unreachable, match="no resonate daemon answers at .*none.sock"):
+        r.start()
+    assert time.monotonic() - started < 5
+    r.stop()  # stopping what failed to start is harmless
