@@ -39,7 +39,7 @@ ROUND_TRIPS: list[Any] = [
     0, -7, 2**70, 1.5, "text ü", True, None, [], {}, [1, [2, [3]]], {"a": {"b": [1, 2]}},
     (1, 2), ((1, 2), [3, (4,)]), {1: "int key"}, {(1, 2): "tuple key"}, {"$resonate": "a user's own key"},
     {1, 2, 3}, frozenset({"x"}), b"\x00\xffbytes", bytearray(b"ba"),
-    datetime.datetime(2026, 12, 4, 17, 30, 5, 123456, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 1, 1),
+    datetime.datetime(2026, 12, 4, 17, 30, 5, 123456, tzinfo=datetime.UTC), datetime.datetime(2026, 1, 1),
     datetime.date(2026, 12, 4), datetime.time(17, 30), datetime.timedelta(days=2, seconds=5, microseconds=7),
     decimal.Decimal("1.10"), uuid.UUID("12345678-1234-5678-1234-567812345678"), 1 + 2j, float("inf"),
     Order(7, [("apple", decimal.Decimal("0.5"))]), [Order(1, [])], {"orders": (Order(2, []),)},
