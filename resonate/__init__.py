@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from resonate_daemon import __version__
 
+from .codec import register_type
 from .context import Call, Context, Info, Promise
 from .errors import (
     EncodingError,
@@ -39,5 +40,5 @@ __all__ = [
     "Call", "Constant", "Context", "EncodingError", "Exponential", "Function", "Handle", "Info", "Linear",
     "Never", "NondeterminismError", "NotRegistered", "Options", "Promise", "PromiseCanceled", "PromiseNotFound",
     "PromiseRejected", "PromiseTimedOut", "Registry", "Resonate", "ResonateError", "RetryPolicy", "Unreachable",
-    "__version__",
+    "__version__", "register_type",
 ]
