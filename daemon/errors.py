@@ -206,6 +206,13 @@ class PromiseTimedOut(ResonateError):
     code = 60003
 
 
+class NonRetryable(ResonateError):
+    """Raised by a step (or a subclass of it) to fail at once: no retry can fix it (a declined card, a
+    missing record). ``raise NonRetryable("card declined") from exc`` keeps the cause."""
+
+    code = 60004
+
+
 ALREADY_COMPLETED: dict[str, type[ResonateError]] = {
     "RESOLVED": AlreadyResolved,
     "REJECTED": AlreadyRejected,

@@ -22,6 +22,7 @@ from .context import Call, Context, Info, Promise
 from .errors import (
     EncodingError,
     NondeterminismError,
+    NonRetryable,
     NotRegistered,
     PromiseCanceled,
     PromiseNotFound,
@@ -38,7 +39,7 @@ from .retry import Constant, Exponential, Linear, Never, RetryPolicy
 
 __all__ = [
     "Call", "Constant", "Context", "EncodingError", "Exponential", "Function", "Handle", "Info", "Linear",
-    "Never", "NondeterminismError", "NotRegistered", "Options", "Promise", "PromiseCanceled", "PromiseNotFound",
+    "Never", "NonRetryable", "NondeterminismError", "NotRegistered", "Options", "Promise", "PromiseCanceled", "PromiseNotFound",
     "PromiseRejected", "PromiseTimedOut", "Registry", "Resonate", "ResonateError", "RetryPolicy", "Unreachable",
     "__version__", "register_type",
 ]

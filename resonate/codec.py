@@ -29,6 +29,7 @@ import datetime
 import decimal
 import json
 import math
+import os
 import threading
 import traceback
 import uuid
@@ -40,6 +41,13 @@ from resonate_daemon import errors as _errors
 from resonate_daemon.protocol.records import Value
 
 from .errors import EncodingError, PromiseCanceled, PromiseRejected, PromiseTimedOut
+
+# The history a worker writes beside a completed step's value (resonate steps, resonate tree):
+STARTED_HEADER = "resonate:started"  # ms when the step's first attempt started
+ATTEMPTS_HEADER = "resonate:attempts"  # how many attempts it took (when more than one)
+WORKER_HEADER = "resonate:worker"  # host:pid of the process that ran it
+ARGS_HEADER = "resonate:args"  # its arguments, short (a local step keeps no param)
+ARGS_SHOWN = 120  # characters of the arguments kept
 
 FORMAT_HEADER = "resonate:format"
 TYPED = "typed-json"
@@ -71,6 +79,17 @@ def register_type(cls: type) -> type:
     with _registry_lock:
         _types[type_name(cls)] = cls
     return cls
+
+
+def stamp(value: Value, headers: dict[str, str]) -> Value:
+    """``value`` with history headers added (what a value means is in its data and its other headers)."""
+    return Value({**value.headers, **headers}, value.data)
+
+
+def short_args(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str:
+    """Arguments as people read them, cut to ``ARGS_SHOWN`` characters."""
+    text = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+    return text if len(text) <= ARGS_SHOWN else text[:ARGS_SHOWN - 1] + "…"
 
 
 def _b64(text: str) -> str:
@@ -255,8 +274,20 @@ def _error_meta(exc: BaseException) -> dict[str, Any]:
         json.dumps(args)
     except (EncodingError, TypeError, ValueError):
         args = [repr(a) for a in exc.args]
-    tb = "".join(traceback.format_exception(exc)) if exc.__traceback__ is not None else ""
-    return {"type": type_name(cls), "message": str(exc), "args": args, "traceback": tb[-MAX_TRACEBACK:]}
+    return {"type": type_name(cls), "message": str(exc), "args": args, "traceback": format_traceback(exc)}
+
+
+_OURS = os.path.dirname(os.path.abspath(__file__))
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback as Python prints it, without the frames of resonate's own machinery (the user's code
+    calling its steps is what remains), cut to its last ``MAX_TRACEBACK`` characters."""
+    if exc.__traceback__ is None:
+        return ""
+    tb = traceback.TracebackException.from_exception(exc)
+    tb.stack = traceback.StackSummary.from_list([f for f in tb.stack if not f.filename.startswith(_OURS)])
+    return "".join(tb.format())[-MAX_TRACEBACK:]
 
 
 def encode_error(exc: BaseException) -> Value:

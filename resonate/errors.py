@@ -16,6 +16,7 @@ from resonate_daemon.errors import (
     InvalidCounter,
     InvalidRequest,
     NondeterminismError,
+    NonRetryable,
     NotRegistered,
     PayloadTooLarge,
     PromiseAlreadyExists,
@@ -38,7 +39,7 @@ from resonate_daemon.errors import (
 
 __all__ = [
     "AlreadyCanceled", "AlreadyRejected", "AlreadyResolved", "AlreadyTimedOut", "EncodingError", "InvalidCounter",
-    "InvalidRequest", "NondeterminismError", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
+    "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
     "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreLocked", "TaskAlreadyClaimed",
     "TaskAlreadyCompleted", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable",

@@ -40,6 +40,7 @@ from resonate_daemon.protocol.records import (
     TAG_SCOPE,
     TAG_TIMEOUT,
     Claimed,
+    Value,
     address_of,
 )
 from resonate_daemon.protocol.records import Promise as Record
@@ -51,6 +52,7 @@ from .errors import (
     EncodingError,
     InvalidRequest,
     NondeterminismError,
+    NotRegistered,
     PromiseCanceled,
     ResonateError,
 )
@@ -90,6 +92,7 @@ class StepRun:
     tags: dict[str, str]
     save: bool  # False for a plain root function (its frame's return stores it)
     stored: bool = False  # its promise exists (a replay found it pending)
+    started: int | None = None  # when its first attempt started
 
 
 class _Canceled(Exception):
@@ -109,7 +112,7 @@ def _plain_root(step: RootStep) -> Generator[Any, Any, Any]:
 
 class Execution:
     def __init__(self, transport: Transport, registry: Registry, dependencies: dict[str, Any], claimed: Claimed,
-                 recv: str, stopping: threading.Event) -> None:
+                 recv: str, stopping: threading.Event, worker: str = "") -> None:
         self.t = transport
         self.registry = registry
         self.dependencies = dependencies
@@ -117,6 +120,7 @@ class Execution:
         self.root = claimed.root
         self.recv = recv
         self.stopping = stopping
+        self.worker = worker  # host:pid, written beside every value this execution stores
         self.known: dict[str, Outcome] = {}
         self.waiters: dict[str, list[Frame]] = {}
         self.remote: set[str] = set()
@@ -131,10 +135,16 @@ class Execution:
 
     # -- entry ------------------------------------------------------------------------------------
     def run(self) -> Outcome | Suspended:
+        """Raises NotRegistered when this process lacks the function: never a rejection for that (the
+        runtime gives the task back for a worker that has it)."""
         try:
             name, args, kwargs, version = codec.decode_param(self.root.param)
-            func, version = self.registry.get(name, version)
-        except Exception as exc:  # unknown function or a param we cannot read: reject, with the reason
+        except Exception as exc:  # a param nobody can read: reject, with the reason
+            return self.finish_root(False, exc)
+        func, version = self.registry.get(name, version)
+        try:
+            retry.check_args(func, name, args, kwargs)  # a mismatch fails at once: no retry can fix it
+        except TypeError as exc:
             return self.finish_root(False, exc)
         info = Info(id=self.root.id, root_id=self.root.id, func=name, attempt=self.task.attempt,
                     timeout=self.root.timeout, version=version, tags=dict(self.root.tags),
@@ -219,7 +229,7 @@ class Execution:
         """Carry out a call; errors the function should see go back into its frame."""
         try:
             fn()
-        except (NondeterminismError, EncodingError, InvalidRequest) as exc:
+        except (NondeterminismError, EncodingError, InvalidRequest, NotRegistered) as exc:
             frame.input = (False, exc)
             self.runnable.append(frame)
         except AlreadyCanceled as exc:
@@ -245,6 +255,8 @@ class Execution:
         tags = dict(call.opts.tags)
         param = EMPTY
         if call.kind in (RPC, DETACHED):
+            if self.t.in_process:  # local mode: nobody else could ever run it
+                self.registry.get(call.name, call.opts.version)
             param = codec.encode_param(call.name, call.args, call.kwargs, call.opts.version)
             tags.update({TAG_INVOKE: address_of(call.opts.target), TAG_FUNC: call.name, TAG_SCOPE: "global"})
             if call.kind == RPC:
@@ -312,6 +324,8 @@ class Execution:
         assert callable(func)
         policy = call.opts.policy_for(func)
         attempt = len(timers) + 1
+        if run.started is None:
+            run.started = self.first_started(timers) or self.t.now()
         while True:
             ctx = self.child_ctx(call.id, call, run.frame, run.timeout, attempt)
             try:
@@ -319,17 +333,22 @@ class Execution:
             except Exception as exc:
                 error: Exception = exc
             else:
-                self.step_done(run, True, value)
+                self.step_done(run, True, value, attempt)
                 return
             delay = retry.next_delay(policy, attempt, error, call.opts.non_retryable_exceptions, self.t.now(),
-                                       run.timeout)
+                                     run.timeout, (func, call.args, call.kwargs))
             if delay is None:
-                self.step_done(run, False, error)
+                if attempt > 1 or not isinstance(error, TypeError):
+                    log.warning("%s (%s) failed for good after %d attempt(s): %s: %s", call.id, call.name, attempt,
+                                type(error).__name__, error)
+                self.step_done(run, False, error, attempt)
                 return
             rid = retry.timer_id(call.id, attempt)
-            log.info("%s failed (%s: %s); attempt %d in %.3gs", call.id, type(error).__name__, error,
-                     attempt + 1, delay)
-            created = self.t.call(CreatePromise(rid, self.t.now() + int(delay * 1000), EMPTY,
+            of = retry.max_attempts(policy)
+            log.warning("%s (%s) attempt %d%s failed: %s: %s; next in %.3gs", call.id, call.name, attempt,
+                        f" of {of}" if of else "", type(error).__name__, error, delay)
+            next_at = self.t.now() + int(delay * 1000)
+            created = self.t.call(CreatePromise(rid, next_at, retry.timer_param(attempt, of, error, next_at, run.started),
                                                 retry.timer_tags(self.root.id, call.id), rid))
             timers.append(created.promise)
             if created.promise.pending:
@@ -352,7 +371,18 @@ class Execution:
             self.guard(run.frame, run.call.id, lambda: self.step_done(run, False, value))
         return True
 
-    def step_done(self, run: StepRun, ok: bool, value: Any) -> None:
+    def first_started(self, timers: list[Record]) -> int | None:
+        """When a step's first attempt started, as its first retry timer recorded it (a replay)."""
+        if timers:
+            try:
+                recorded = codec.decode(timers[0].param)
+            except Exception:
+                return None
+            if isinstance(recorded, dict) and isinstance(recorded.get("started"), int):
+                return int(recorded["started"])
+        return None
+
+    def step_done(self, run: StepRun, ok: bool, value: Any, attempts: int = 1) -> None:
         """A plain step finished (or gave up retrying): store its outcome and hand it to its caller."""
         frame, call, id = run.frame, run.call, run.call.id
         if not run.save:  # the plain root: its frame returns the value and finish_root stores it
@@ -360,6 +390,11 @@ class Execution:
             self.runnable.append(frame)
             return
         state, encoded, ok, value = self.encode_outcome(ok, value)
+        history = {codec.STARTED_HEADER: str(run.started), codec.WORKER_HEADER: self.worker,
+                   codec.ARGS_HEADER: codec.short_args(call.args, call.kwargs)}
+        if attempts > 1:
+            history[codec.ATTEMPTS_HEADER] = str(attempts)
+        encoded = codec.stamp(encoded, history)
         if not run.stored:
             saved = self.t.call(SettleStep(id, run.timeout, state, encoded, EMPTY, run.tags)).promise
         else:
@@ -434,7 +469,7 @@ class Execution:
             return
         if frame.durable:
             state, encoded, ok, value = self.encode_outcome(ok, value)
-            saved = self.complete(frame.id, state, encoded)
+            saved = self.complete(frame.id, state, self.stamped(encoded))
             if saved.state != state:
                 ok, value = codec.outcome(saved.state, saved.value, frame.id)
         self.settle(frame.id, (ok, value))
@@ -448,6 +483,10 @@ class Execution:
                 ok, value = False, exc
         return REJECTED, codec.encode_error(value), ok, value
 
+    def stamped(self, encoded: Value) -> Value:
+        """A durable frame's or the root's outcome, with the worker that completed it."""
+        return codec.stamp(encoded, {codec.WORKER_HEADER: self.worker}) if self.worker else encoded
+
     def complete(self, id: str, state: str, value: Any) -> Record:
         try:
             return self.t.call(CompletePromise(id, state, value, id)).promise
@@ -457,7 +496,7 @@ class Execution:
 
     def finish_root(self, ok: bool, value: Any) -> Outcome:
         state, encoded, ok, value = self.encode_outcome(ok, value)
-        saved = self.complete(self.root.id, state, encoded)
+        saved = self.complete(self.root.id, state, self.stamped(encoded))
         if saved.state != state or saved.idempotency_key_for_complete != self.root.id:
             ok, value = codec.outcome(saved.state, saved.value, self.root.id)
         return ok, value
@@ -473,9 +512,10 @@ class Execution:
             except Exception as exc:
                 attempt += 1
                 delay = retry.next_delay(policy, attempt, exc, opts.non_retryable_exceptions, self.t.now(),
-                                           timeout)
+                                         timeout, (func, args, kwargs))
                 if delay is None:
                     return False, exc
-                log.info("%s failed (%s: %s); retry %d in %.1fs", ctx.id, type(exc).__name__, exc, attempt, delay)
+                log.warning("%s failed (%s: %s); retry %d in %.1fs", ctx.id, type(exc).__name__, exc, attempt,
+                            delay)
                 if self.stopping.wait(delay):
                     return False, exc

@@ -31,6 +31,8 @@ RETRY_AFTER_MS = 1000
 class LocalTransport:
     """The engine in this process, on SQLite in memory or in a file (locked to this process)."""
 
+    in_process = True
+
     def __init__(self, path: str | None = None, *, durability: str = "full", clock: Clock | None = None) -> None:
         self.path = os.path.abspath(path) if path else ":memory:"
         self.store = open_store(self.path, durability)
@@ -90,7 +92,10 @@ class LocalTransport:
         for m in messages:
             handler(m)
 
-    def connect(self, group: str, pid: str, on_message: OnMessage) -> None:
+    def connect(self, group: str, pid: str, on_message: OnMessage,
+                functions: dict[str, list[int]] | None = None) -> None:
+        # One process: every message is ours, whatever it is addressed to (the runtime leaves alone a
+        # task for a function it lacks: it waits, durably, for a run that has it).
         with self._lock:
             self._on_message = on_message
             backlog = self.engine.dispatchable()

@@ -58,6 +58,16 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
+    def has(self, name: str, version: int = 0) -> bool:
+        """Is ``name`` registered here (at ``version``; 0: any)?"""
+        versions = self._by_name.get(name)
+        return bool(versions) and (version == 0 or version in versions)  # type: ignore[operator]
+
+    def announced(self) -> dict[str, list[int]]:
+        """What a worker tells the daemon it can run: every name with its versions."""
+        with self._lock:
+            return {n: sorted(vs) for n, vs in sorted(self._by_name.items())}
+
     def entries(self) -> list[tuple[str, int, Callable[..., Any]]]:
         """Every (name, version, function) registered, by name then version."""
         with self._lock:

@@ -29,6 +29,7 @@ from resonate_daemon import errors
 from resonate_daemon.paths import default_socket_path
 from resonate_daemon.protocol import Op
 from resonate_daemon.protocol.records import Message
+from resonate_daemon.protocol.wire import poll_path
 
 from .transport import OnMessage
 
@@ -114,6 +115,8 @@ def from_environment(socket: str | None, url: str | None, token: str | None,
 
 
 class RemoteTransport:
+    in_process = False
+
     def __init__(self, *, socket: str | None = None, url: str | None = None, token: str | None = None,
                  retry_for: float = 30.0, timeout: float = 10.0) -> None:
         socket, url, token = from_environment(socket, url, token)
@@ -198,12 +201,14 @@ class RemoteTransport:
         self._conns.close()
 
     # -- push stream ------------------------------------------------------------------------------
-    def connect(self, group: str, pid: str, on_message: OnMessage) -> None:
-        """Open the push stream (in its own thread, which reconnects by itself); Unreachable if it is
-        not up within ``retry_for`` seconds."""
+    def connect(self, group: str, pid: str, on_message: OnMessage,
+                functions: dict[str, list[int]] | None = None) -> None:
+        """Open the push stream (in its own thread, which reconnects by itself), announcing the functions
+        this worker runs; Unreachable if it is not up within ``retry_for`` seconds."""
         if self._stream is not None:
             return
-        self._stream = threading.Thread(target=self._listen, args=(group, pid, on_message),
+        target = self._prefix + poll_path(group, pid, functions)
+        self._stream = threading.Thread(target=self._listen, args=(target, on_message),
                                         name="resonate-poll", daemon=True)
         self._stream.start()
         if not self.connected.wait(timeout=self.retry_for):
@@ -211,8 +216,7 @@ class RemoteTransport:
             raise errors.Unreachable(f"no resonate daemon answers at {self._where} (waited {self.retry_for:g} s "
                                      "for the push stream); start one with `resonate serve`")
 
-    def _listen(self, group: str, pid: str, on_message: OnMessage) -> None:
-        target = f"{self._prefix}/poll/{urllib.parse.quote(group, safe='')}/{urllib.parse.quote(pid, safe='')}"
+    def _listen(self, target: str, on_message: OnMessage) -> None:
         delay = 0.05
         while not self._closing.is_set():
             conn = self._stream_conn = self._new(STREAM_CONNECT_TIMEOUT_S)

@@ -27,7 +27,7 @@ from resonate_daemon.protocol.records import (
     address_of,
 )
 
-from . import codec
+from . import codec, retry
 from .handle import Handle
 from .options import Options
 from .promises import Promises, Tasks
@@ -189,11 +189,15 @@ class Resonate:
         self.stop()
 
     # -- invocations ------------------------------------------------------------------------------
-    def _resolve(self, func: Callable[..., Any] | str) -> tuple[str, int]:
+    def _resolve(self, func: Callable[..., Any] | str, args: tuple[Any, ...] = (),
+                 kwargs: dict[str, Any] | None = None) -> tuple[str, int]:
+        """The registered name and version; NotRegistered, or TypeError when the arguments do not fit its
+        signature: both now, before anything is stored."""
         name, version = self._registry.name_of(func, must_be_registered=True)
         if self._opts.version:
             version = self._opts.version
-        self._registry.get(name, version)  # fail now, with the registered names, if unknown
+        fn, _ = self._registry.get(name, version)  # fail now, with the registered names, if unknown
+        retry.check_args(fn, name, args, kwargs or {})
         return name, version
 
     def run(self, id: str, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
@@ -201,7 +205,7 @@ class Resonate:
         return self.begin_run(id, func, *args, **kwargs).result()
 
     def begin_run(self, id: str, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Handle[Any]:
-        name, version = self._resolve(func)
+        name, version = self._resolve(func, args, kwargs)
         self.start()
         fut, new = self._runtime.future(id)
         if not new:
@@ -229,8 +233,12 @@ class Resonate:
     def begin_rpc(self, id: str, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Handle[Any]:
         if isinstance(func, str):
             name, version = func, self._opts.version
+            if self._transport.in_process:  # local mode: nobody else could ever run it
+                self._resolve(name, args, kwargs)
+            elif self._registry.has(name, version):  # registered here too: check its arguments here
+                self._resolve(name, args, kwargs)
         else:
-            name, version = self._resolve(func)
+            name, version = self._resolve(func, args, kwargs)
         self.start()
         fut, new = self._runtime.future(id)
         if not new:
@@ -260,7 +268,7 @@ class Resonate:
         if isinstance(func, str):
             fname, version = func, self._opts.version
         else:
-            fname, version = self._resolve(func)
+            fname, version = self._resolve(func, args, kwargs)
         opts = self._opts
         target = address_of(opts.target if opts.target != "default" else self._group)
         tags = {**opts.tags, TAG_INVOKE: target, TAG_SCOPE: "global", TAG_FUNC: fname}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
+import socket
 import threading
 from typing import Any
 
@@ -15,7 +17,7 @@ from resonate_daemon.protocol import ClaimTask, CreateSubscription, DropTask, Ge
 from resonate_daemon.protocol.records import FOREVER, Claimed, Message, Promise, Task
 
 from . import codec
-from .errors import ResonateError
+from .errors import NotRegistered, ResonateError
 from .execution import Execution, Suspended
 from .registry import Registry
 from .transport import Transport
@@ -35,6 +37,8 @@ class Runtime:
         self.recv = f"poll://any@{group}/{pid}"
         self.unicast = f"poll://uni@{group}/{pid}"
         self.workers = workers or 4
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # who ran a step, as the history shows it
+        self._lacking: set[str] = set()  # tasks given back because this process lacks their function
         self.stopping = threading.Event()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -55,7 +59,7 @@ class Runtime:
         self._heartbeat = threading.Thread(target=self._beat, name="resonate-heartbeat", daemon=True)
         self._heartbeat.start()
         try:
-            self.transport.connect(self.group, self.pid, self.on_message)
+            self.transport.connect(self.group, self.pid, self.on_message, self.registry.announced())
         except BaseException:
             self.stop()  # nothing answers: release the pool, the heartbeat thread and the transport
             raise
@@ -100,6 +104,15 @@ class Runtime:
             if message.promise is not None:
                 self.settle_promise(message.promise)
             return
+        task = message.task
+        if task is not None and task.id in self._lacking:
+            return
+        if task is not None and task.func is not None and not self.registry.has(task.func, task.version):
+            # Never claimed here, never rejected: it waits for a worker that has the function (a daemon
+            # sends it to one; in local mode, a later run of a program that registers it).
+            log.warning("task %s runs %s (version %s), which is not registered here; left for a worker that has it",
+                        task.id, task.func, task.version or "any")
+            return
         if message.task is not None and self._pool is not None and not self.stopping.is_set():
             try:
                 self._pool.submit(self._take, message.task)
@@ -127,11 +140,18 @@ class Runtime:
             self._held[task.id] = task
         try:
             result = Execution(self.transport, self.registry, self.dependencies, claimed, self.recv,
-                               self.stopping).run()
+                               self.stopping, self.worker).run()
             if isinstance(result, Suspended):
                 self.suspended(task.root_promise_id)
             else:
                 self.settle_handles(task.root_promise_id, result)
+        except NotRegistered as exc:  # never a rejection for that: give it back for a worker that has it
+            log.warning("%s; giving task %s back", exc, task.id)
+            self._lacking.add(task.id)
+            try:
+                self.transport.call(DropTask(task.id, task.counter))
+            except ResonateError:
+                pass
         except Exception as exc:  # the store failed under us: drop the task so it is retried
             log.exception("execution of %s failed: %s", task.root_promise_id, exc)
             try:

@@ -20,6 +20,10 @@ OnMessage = Callable[[Message], None]
 
 
 class Transport(Protocol):
+    # True when the store is in this process (local mode): no other worker exists to run anything, so a
+    # call of a function this process lacks fails at once instead of waiting for one.
+    in_process: bool
+
     @property
     def where(self) -> str:
         """Where the store is, for people: a database file, a socket path or a URL."""
@@ -29,8 +33,10 @@ class Transport(Protocol):
         """Carry out one operation."""
         ...
 
-    def connect(self, group: str, pid: str, on_message: OnMessage) -> None:
-        """Receive the messages for ``group``/``pid`` (tasks, notifications) until ``close``."""
+    def connect(self, group: str, pid: str, on_message: OnMessage,
+                functions: dict[str, list[int]] | None = None) -> None:
+        """Receive the messages for ``group``/``pid`` (tasks, notifications) until ``close``; a daemon
+        sends only tasks of the ``functions`` announced (name -> versions; None: any)."""
         ...
 
     def close(self) -> None: ...

@@ -10,13 +10,15 @@ from contextlib import nullcontext
 from typing import Any
 
 import typer
-from resonate_daemon.protocol.records import Promise
+from resonate_daemon.protocol.records import Promise, Status, address_of, parse_address
+from rich.markup import escape
 
 from resonate.handle import Handle
 
 from . import exits
 from .client import Client
-from .output import View, err, fail, out, output
+from .output import View, err, fail, json_mode, out, output
+from .render import error_of, print_error, promise_doc
 from .session import APP_HELP, import_app, parse_duration, parse_tags, parse_value, using
 
 WORKER_GROUP = "default"  # the group `invoke --app` joins through a daemon: where workers run by default
@@ -51,6 +53,7 @@ def invoke(
     version: int = typer.Option(None, "--version", help="Function version (default: the latest registered)."),
     app: str = typer.Option(None, "--app", "-a", help=APP_HELP + " Needed without a daemon."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Print the id and return; do not wait for the result."),
+    queue: bool = typer.Option(False, "--queue", help="Through a daemon: wait even if no connected worker has FUNC."),
 ) -> View:
     """Invoke FUNC durably and print its result (JSON).
 
@@ -72,6 +75,15 @@ def invoke(
         opts: dict[str, Any] = {"timeout": secs, "version": version or None}
         if client.daemon and not here:
             opts["target"] = where or "default"
+            group = group_of(opts["target"])
+            status = client.status()
+            if not status.has_function(group, func):
+                message = no_worker(status, group, func)
+                if not (no_wait or queue):
+                    fail(message + "; start one (resonate worker APP --group GROUP), pass --app to run it here, or "
+                         "--queue to wait for one", exits.NOT_FOUND, kind="NoWorker")
+                if not json_mode():
+                    err.print(f"[yellow]note:[/] {message}; it waits until one connects", highlight=False)
             handle = client.resonate.options(**opts).begin_rpc(pid, func, *values, **kwargs)
         else:
             if module is None:
@@ -84,13 +96,27 @@ def invoke(
             client.resonate.registry.get(func, version or 0)  # NotRegistered now, naming what is
             # Run here: claimed by this process at once (through a daemon, as a worker of the group, so
             # that what it waits for comes back here, or to another worker of the group if we are gone).
-            handle = client.resonate.options(**opts).begin_run(pid, func, *values, **kwargs)
+            try:
+                handle = client.resonate.options(**opts).begin_run(pid, func, *values, **kwargs)
+            except TypeError as exc:  # the arguments do not fit the function: nothing was stored
+                fail(str(exc), exits.USAGE, kind="TypeError")
         if no_wait:
             if not client.daemon or here:  # this process runs it: until done or suspended, then we go
                 client.resonate.wait_idle()
             promise = client.resonate.promises.get(pid)
             return View(promise.to_json(), lambda: print(pid))
         return finish(client, handle, func, where or "default")
+
+
+def group_of(target: str) -> str:
+    return parse_address(address_of(target)).group
+
+
+def no_worker(status: Status, group: str, func: str) -> str:
+    """'no worker of group G has F; connected: pid (f, g), ...' (what the daemon's status says)."""
+    connected = status.functions.get(group, {})
+    shown = ", ".join(f"{pid[:12]} ({', '.join(fs) if fs else 'nothing'})" for pid, fs in connected.items() if fs is not None)
+    return f"no worker of group {group!r} has {func!r}; connected: {shown or 'none'}"
 
 
 def finish(client: Client, handle: Handle[Any], func: str, target: str) -> View:
@@ -110,24 +136,24 @@ def report(promise: Promise) -> View:
     """A completed promise's value (or its error on stderr), ending with the state's exit code."""
     value = promise.value.json()
     code = exits.code_for_state(promise.state)
+    info = error_of(promise)
 
     def human() -> None:
         if code == exits.OK:
             out.print_json(json.dumps(value)) if sys.stdout.isatty() else print(json.dumps(value))
             return
-        message = value.get("__error__") if isinstance(value, dict) else value
+        message = str(info) if info is not None else value.get("__error__") if isinstance(value, dict) else value
         what = {"REJECTED_TIMEDOUT": "timed out", "REJECTED_CANCELED": "was canceled"}.get(promise.state, "failed")
-        err.print(f"[bold red]error:[/] {promise.id} {what}" + (f": {message}" if message else ""), highlight=False)
+        if info is not None:
+            print_error(info)
+        err.print(f"[bold red]error:[/] {promise.id} {what}" + (f": {escape(str(message))}" if message else ""),
+                  highlight=False)
 
-    return View({**promise.to_json(), "result": value}, human, exit=code)
+    return View({**promise_doc(promise), "result": value}, human, exit=code)
 
 
 def _spinner(client: Client, id: str, func: str, target: str) -> Any:
     if not sys.stderr.isatty():
         return nullcontext()
     text = f"waiting for {id} ({func})"
-    if client.daemon:
-        group = target.split("@", 1)[1].split("/", 1)[0] if "@" in target else target
-        if not client.status().workers.get(group):
-            text += f" [yellow]- no worker of group {group!r} is connected; start one: resonate worker APP --group {group}[/]"
     return err.status(text)

@@ -18,7 +18,7 @@ from . import exits
 from .client import Client, Target, open_client
 from .invoke import report
 from .output import View, err, fail, output
-from .render import data_json, is_human_wait, promise_detail, promise_table, short
+from .render import data_json, is_human_wait, promise_detail, promise_doc, promise_table, short
 from .session import APP_HELP, import_app, json_error, parse_duration, parse_tags, read_data, using
 
 app = typer.Typer(help="List, inspect, create and complete durable promises.", no_args_is_help=True)
@@ -99,7 +99,7 @@ def get(ctx: typer.Context, id: str = ID) -> View:
     with using(ctx) as client:
         promise = client.resonate.promises.get(id)
         callbacks = client.resonate.promises.callbacks(id) if promise.pending else None
-    return View(promise.to_json(), lambda: promise_detail(promise, callbacks))
+    return View(promise_doc(promise), lambda: promise_detail(promise, callbacks))
 
 
 @app.command()

@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from resonate import codec
+
 from .output import err, out
 
 STATE_STYLE = {"PENDING": "yellow", "RESOLVED": "green", "REJECTED": "red", "REJECTED_CANCELED": "magenta",
@@ -33,6 +35,25 @@ def data_json(value: Value) -> Any:
     """The data parsed as JSON where it parses, else the text (for display and --json convenience)."""
     return value.json()
 
+
+def error_of(p: Promise) -> codec.ErrorInfo | None:
+    """The exception a rejected promise keeps: type, message, traceback (None for other promises)."""
+    return codec.error_info(p.value) if p.state.startswith("REJECTED") else None
+
+
+def promise_doc(p: Promise) -> dict[str, Any]:
+    """A promise as --json prints it: the API's fields, plus ``error`` when it keeps an exception."""
+    doc = p.to_json()
+    info = error_of(p)
+    if info is not None:
+        doc["error"] = info.to_json()
+    return doc
+
+
+def print_error(info: codec.ErrorInfo, *, traceback: bool = True) -> None:
+    """``KeyError: 'reviewer'`` and, dimmed, the traceback where it was raised."""
+    if traceback and info.traceback:
+        err.print(f"[dim]{escape(info.traceback.rstrip())}[/]", highlight=False)
 
 def short(value: Any, width: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
@@ -120,7 +141,12 @@ def promise_detail(p: Promise, callbacks: list[Callback] | None = None) -> None:
     param = data_json(p.param)
     if param is not None:
         table.add_row("param", escape(json.dumps(param, indent=2) if not isinstance(param, str) else param))
-    if not p.pending:
+    info = error_of(p)
+    if info is not None:
+        table.add_row("error", f"[red]{escape(str(info))}[/]")
+        if info.traceback:
+            table.add_row("traceback", f"[dim]{escape(info.traceback.rstrip())}[/]")
+    elif not p.pending:
         value = data_json(p.value)
         table.add_row("value", escape(json.dumps(value, indent=2) if not isinstance(value, str) else value))
     for k, v in sorted(p.tags.items()):
@@ -174,7 +200,7 @@ def tree(root: Promise, children: dict[str, list[Promise]]) -> Tree:
 def tree_json(root: Promise, children: dict[str, list[Promise]]) -> dict[str, Any]:
     def node(p: Promise) -> dict[str, Any]:
         kids = sorted(children.get(p.id, []), key=lambda c: (c.created_on, c.id))
-        return {**p.to_json(), "kind": kind_of(p), "func": p.tags.get(TAG_FUNC),
+        return {**promise_doc(p), "kind": kind_of(p), "func": p.tags.get(TAG_FUNC),
                 "children": [node(c) for c in kids]}
 
     return node(root)

@@ -197,7 +197,8 @@ def test_row_ids_are_unique_and_cover_every_state_and_request() -> None:
 def record(start: str, timeout: int = T0 + HOUR) -> Task | None:
     """The task as stored when ``start``'s request comes (``engine_setup`` builds the same)."""
     init = Task(ID, 1, ROOT, "invoke", INIT, RECV, timeout, T0)
-    claimed = replace(init, state=CLAIMED, process_id=P1, ttl=TTL, expires_at=T0 + TTL, attempt=1)
+    claimed = replace(init, state=CLAIMED, process_id=P1, ttl=TTL, expires_at=T0 + TTL, attempt=1, claimed_on=T0,
+                      last_process_id=P1)
     return {
         "none": None, "init": init, "claimed": claimed, "lapsed": claimed,
         "enqueued": replace(init, state=ENQUEUED, process_id=P1, expires_at=T0 + RESEND),
@@ -237,6 +238,8 @@ def test_task_transition_pure(row: Row) -> None:
         assert verdict.task.completed_on == now
     if isinstance(row.request, Claim) and row.status == 201:
         assert (verdict.task.ttl, verdict.task.attempt) == (TTL, task.attempt + 1)
+        # the history: the first claim's time is kept, the holder is remembered after it lets go
+        assert verdict.task.claimed_on == (task.claimed_on or now) and verdict.task.last_process_id == P2
 
 
 def test_task_transition_clamps_deadlines_to_int64() -> None:

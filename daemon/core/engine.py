@@ -13,6 +13,9 @@ mode the transport serialises its callers. Rules (ARCHITECTURE.md): a promise ta
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -211,8 +214,10 @@ class Engine(Schedules):
         # A leaf completes once and its callback fires once, so this task is new (a store that says
         # otherwise already has it on its way).
         if self.store.get_task(task_id) is None:
+            func, version = invocation_of(root.param)
             self.store.insert_task(Task(id=task_id, counter=1, root_promise_id=root.id, type="resume", state=INIT,
-                                        recv=cb.recv, timeout=root.timeout, created_on=now, leaf_promise_id=leaf.id))
+                                        recv=cb.recv, timeout=root.timeout, created_on=now, leaf_promise_id=leaf.id,
+                                        func=func, version=version))
         self._dispatch_root(root.id)
 
     # -- promises ---------------------------------------------------------------------------------
@@ -239,11 +244,12 @@ class Engine(Schedules):
         target = tags.get(TAG_INVOKE)
         if target is None:
             return Created(201, promise)
+        func, version = invocation_of(param)
         task = Task(id=f"__invoke:{id}", counter=1, root_promise_id=id, type="invoke", state=INIT, recv=target,
-                    timeout=timeout, created_on=now)
+                    timeout=timeout, created_on=now, func=func, version=version)
         if claim is not None:
             task = replace(task, state=CLAIMED, process_id=claim[0], ttl=claim[1], expires_at=after(now, claim[1]),
-                           attempt=1)
+                           attempt=1, claimed_on=now, last_process_id=claim[0])
             self._deadline(task.expires_at)
             self.store.insert_task(task)
             return Created(201, promise, task)
@@ -479,6 +485,22 @@ class Engine(Schedules):
         """The store's side of the status; a daemon adds where it listens and who is connected."""
         return Status(mode="embedded", version=__version__, db=self.store.location,
                       promises=self.store.count_promises_by_state(), tasks=self.store.count_tasks_by_state())
+
+
+def invocation_of(param: Value) -> tuple[str | None, int]:
+    """The function (name, version) an invocation's param names, for routing: (None, 0) when it names
+    none a worker could match (any worker may take it then, as before). The param is JSON
+    ``{"func", "args", "kwargs", "version"}``; only its two plain fields are looked at."""
+    if not param.data:
+        return None, 0
+    try:
+        obj = json.loads(base64.b64decode(param.data))
+    except (ValueError, binascii.Error):
+        return None, 0
+    if not isinstance(obj, dict) or not isinstance(obj.get("func"), str):
+        return None, 0
+    version = obj.get("version")
+    return obj["func"], version if isinstance(version, int) and not isinstance(version, bool) else 0
 
 
 def _named(error: errors.ResonateError, task_id: str) -> errors.ResonateError:

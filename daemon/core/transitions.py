@@ -235,7 +235,8 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
                 f"task {task.id!r}: its promise is already completed"))
         case Claim(_, pid, ttl, _), _:
             claimed = replace(task, state=CLAIMED, process_id=pid, ttl=ttl, expires_at=after(now, ttl),
-                              attempt=task.attempt + 1)
+                              attempt=task.attempt + 1, last_process_id=pid,
+                              claimed_on=now if task.claimed_on is None else task.claimed_on)
             return TaskVerdict(201, claimed)
         case Finish() | Drop(), state if state != CLAIMED:
             return TaskVerdict(403, error=errors.TaskNotClaimed(f"task {task.id!r} is not claimed"))

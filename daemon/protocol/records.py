@@ -196,6 +196,12 @@ class Task:
     expires_at: int = 0
     attempt: int = 0
     completed_on: int | None = None
+    # Ours: the function the task runs (from its root's invocation param; None when unknown: any worker
+    # may take it), when it was first claimed and by whom last (kept after it completes: the history).
+    func: str | None = None
+    version: int = 0
+    claimed_on: int | None = None
+    last_process_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -217,6 +223,12 @@ class Task:
             out["processId"] = self.process_id
         if self.completed_on is not None:
             out["completedOn"] = self.completed_on
+        if self.func is not None:
+            out["func"], out["version"] = self.func, self.version
+        if self.claimed_on is not None:
+            out["claimedOn"] = self.claimed_on
+        if self.last_process_id is not None:
+            out["lastProcessId"] = self.last_process_id
         return out
 
     @classmethod
@@ -237,6 +249,10 @@ class Task:
             expires_at=int(obj.get("expiresAt") or 0),
             attempt=int(obj.get("attempt") or 0),
             completed_on=obj.get("completedOn"),
+            func=obj.get("func") if isinstance(obj.get("func"), str) else None,
+            version=int(obj.get("version") or 0),
+            claimed_on=obj.get("claimedOn"),
+            last_process_id=obj.get("lastProcessId"),
         )
 
 
@@ -340,9 +356,13 @@ class Message:
             return {"type": "notify", "promise": self.promise.to_json()}
         t = self.task
         assert t is not None
-        # What legacy SDKs read of a task in a message.
-        return {"type": self.type, "task": {"id": t.id, "counter": t.counter, "timeout": t.timeout,
-                                            "rootPromiseId": t.root_promise_id, "createdOn": t.created_on}}
+        # What legacy SDKs read of a task in a message, and (ours, which they ignore) the function it runs,
+        # so that a worker never claims a task it cannot run.
+        task: dict[str, Any] = {"id": t.id, "counter": t.counter, "timeout": t.timeout,
+                                "rootPromiseId": t.root_promise_id, "createdOn": t.created_on}
+        if t.func is not None:
+            task["func"], task["version"] = t.func, t.version
+        return {"type": self.type, "task": task}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Message:
@@ -488,11 +508,20 @@ class Status:
     socket: str | None = None
     http: str | None = None
     poll_port: int | None = None
+    # group -> process -> the functions it announced (name -> versions; None: it announced none)
+    functions: dict[str, dict[str, dict[str, list[int]] | None]] = field(default_factory=dict)
+    # invocations no connected worker can take now: {"group", "func", "version", "tasks"}
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+
+    def has_function(self, group: str, func: str) -> bool:
+        """Is a worker of ``group`` connected that runs ``func`` (or announced nothing, so runs all)?"""
+        return any(fs is None or func in fs for fs in self.functions.get(group, {}).values())
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "version": self.version, "pid": self.pid, "socket": self.socket,
                 "db": self.db, "http": self.http, "pollPort": self.poll_port, "promises": dict(self.promises),
-                "tasks": dict(self.tasks), "workers": {g: list(p) for g, p in self.workers.items()}}
+                "tasks": dict(self.tasks), "workers": {g: list(p) for g, p in self.workers.items()},
+                "functions": self.functions, "waiting": list(self.waiting)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Status:
@@ -500,7 +529,8 @@ class Status:
                    db=str(obj.get("db") or ""), promises=dict(obj.get("promises") or {}),
                    tasks=dict(obj.get("tasks") or {}), workers=dict(obj.get("workers") or {}),
                    pid=obj.get("pid"), socket=obj.get("socket"), http=obj.get("http"),
-                   poll_port=obj.get("pollPort"))
+                   poll_port=obj.get("pollPort"), functions=dict(obj.get("functions") or {}),
+                   waiting=list(obj.get("waiting") or []))
 
 
 # -- the cursor of a search: (created_on, id) of the last row of the page, opaque to callers -------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -253,3 +254,37 @@ def path_id(incoming: Incoming, name: str = "id") -> str:
     if not value:
         raise bad(f"missing {name} in the path")
     return str(value)
+
+
+# -- the push stream's request (not an Op: its answer is a stream of messages) ----------------------
+
+MAX_FUNCTIONS = 10_000
+
+
+def poll_path(group: str, pid: str, functions: dict[str, list[int]] | None = None) -> str:
+    """``GET /poll/{group}/{pid}``; ours adds ``functions`` (JSON: name -> versions) so that only tasks
+    this worker can run are sent to it. Official 0.6.x workers send none: they get every task."""
+    path = f"/poll/{quote(group)}/{quote(pid)}"
+    if functions is not None:
+        path += "?" + urllib.parse.urlencode({"functions": json.dumps(functions, separators=(",", ":"))})
+    return path
+
+
+def poll_functions(incoming: Incoming) -> dict[str, frozenset[int]] | None:
+    """The functions a worker announced on its push stream (None: it announced none)."""
+    text = incoming.param("functions")
+    if text is None:
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise bad("query parameter 'functions' must be JSON: an object of function names to version lists") from None
+    if not isinstance(obj, dict) or len(obj) > MAX_FUNCTIONS:
+        raise bad(f"query parameter 'functions' must be an object of at most {MAX_FUNCTIONS} names")
+    out: dict[str, frozenset[int]] = {}
+    for name, versions in obj.items():
+        if not isinstance(versions, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                     for v in versions):
+            raise bad(f"query parameter 'functions': {name!r} must map to a list of versions (integers >= 1)")
+        out[check_id(name, "function name")] = frozenset(versions)
+    return out

@@ -30,6 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import errors
 from ..core.engine import Engine
 from ..protocol import OPS, GetStatus, Incoming, Op
+from ..protocol.records import parse_address
+from ..protocol.wire import poll_functions
 from .config import ServeConfig
 from .dispatch import Dispatcher, PushStream
 
@@ -109,9 +111,17 @@ class Api:
 
     async def status(self, request: Request) -> Response:
         cfg = self.config
+        waiting: dict[tuple[str, str, int], int] = {}
+        for msg in self.engine.dispatchable():  # INIT tasks that may go out: who could take them?
+            if msg.task is not None and not self.dispatcher.routable(msg):
+                key = (parse_address(msg.recv).group, msg.task.func or "?", msg.task.version)
+                waiting[key] = waiting.get(key, 0) + 1
         status = replace(self.engine.get_status(GetStatus()), mode="daemon", pid=os.getpid(), socket=cfg.socket,
                          db=cfg.db, http=f"{cfg.http[0]}:{cfg.http[1]}" if cfg.http else None,
-                         poll_port=cfg.poll_port, workers=self.dispatcher.workers())
+                         poll_port=cfg.poll_port, workers=self.dispatcher.workers(),
+                         functions=self.dispatcher.functions(),
+                         waiting=[{"group": g, "func": f, "version": v, "tasks": n}
+                                  for (g, f, v), n in sorted(waiting.items())])
         return JSONResponse(status.to_json())
 
     async def poll(self, request: Request) -> Response:
@@ -125,7 +135,8 @@ class Api:
         for what, value in (("group", group), ("process id", pid)):
             if not value or len(value) > 1024 or any(ord(c) < 32 for c in value):
                 raise errors.InvalidRequest(f"invalid {what} {value!r}")
-        return PushStream(self.dispatcher, group, pid, release_on_close=release_on_close)
+        functions = poll_functions(Incoming(query=request.query_params.multi_items()))
+        return PushStream(self.dispatcher, group, pid, release_on_close=release_on_close, functions=functions)
 
 
 # -- errors, auth, app ---------------------------------------------------------------------------

@@ -35,14 +35,26 @@ ASSIGNED_MAX = 65536
 
 
 class Connection:
-    """One live push stream: a worker process ``pid`` of ``group``."""
+    """One live push stream: a worker process ``pid`` of ``group``, and the functions it announced
+    (``None``: it announced none, like an official 0.6.x worker, and is sent every task)."""
 
-    def __init__(self, group: str, pid: str) -> None:
+    def __init__(self, group: str, pid: str, functions: dict[str, frozenset[int]] | None = None) -> None:
         self.group = group
         self.pid = pid
+        self.functions = functions
         self.queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self.closed = False
         self._sent: dict[tuple[str, int], None] = {}  # insertion-ordered set
+
+    def can_run(self, msg: Message) -> bool:
+        """Could this worker run the message's task? (Notifications go anywhere they are addressed.)"""
+        task = msg.task
+        if task is None or task.func is None or self.functions is None:
+            return True
+        versions = self.functions.get(task.func)
+        if versions is None:
+            return False
+        return bool(versions) if task.version == 0 else task.version in versions
 
     def push(self, msg: Message | None) -> None:
         """Queue ``msg`` for this stream. None ends the stream."""
@@ -89,21 +101,23 @@ class Dispatcher:
         except ValueError:
             log.warning("dropping a %s message with an invalid address %r", msg.type, msg.recv)
             return None
-        target = self._pick(addr)
+        target = self._pick(addr, msg)
         if target is not None and msg.task is not None:
             self._assign(msg.task.id, msg.task.counter, target)
         if target is not None:
             target.push(msg)
         return target
 
-    def _pick(self, addr: Address) -> Connection | None:
-        conns = self._groups.get(addr.group)
+    def _pick(self, addr: Address, msg: Message) -> Connection | None:
+        """The process the address names if it can run the task, else (``any``) the next of the group
+        that can, round robin. None: nobody can now; the task waits in INIT for one to connect."""
+        conns = [c for c in self._groups.get(addr.group, ()) if c.can_run(msg)]
         if not conns:
             return None
         if addr.pid is not None:
             exact = [c for c in conns if c.pid == addr.pid]
             if exact:
-                return exact[-1]  # the newest stream of that process (an old one may be half-open)
+                return exact[-1]
             if addr.mode == "uni":
                 return None
         i = self._next.get(addr.group, 0) % len(conns)
@@ -137,19 +151,28 @@ class Dispatcher:
             addr = parse_address(msg.recv)
         except ValueError:
             return False
-        if addr.group != conn.group:
+        if addr.group != conn.group or not conn.can_run(msg):
             return False
         if addr.pid is None or addr.pid == conn.pid:
             return True
         if addr.mode == "uni":
             return False
-        return not any(c.pid == addr.pid for c in self._groups.get(addr.group, ()))
+        return not any(c.pid == addr.pid and c.can_run(msg) for c in self._groups.get(addr.group, ()))
 
     # -- registry ---------------------------------------------------------------------------------
-    def connect(self, group: str, pid: str) -> Connection:
-        conn = Connection(group, pid)
-        self._groups.setdefault(group, []).append(conn)
-        log.info("worker %s/%s connected", group, pid)
+    def connect(self, group: str, pid: str, functions: dict[str, frozenset[int]] | None = None) -> Connection:
+        """Register a new stream. An older stream of the same (group, pid) is closed: only the newest
+        gets messages (the legacy server's ``connections.add``; an official 0.6.x poller does not close
+        its socket when it stops, and messages must not go to a dead stream)."""
+        conn = Connection(group, pid, functions)
+        conns = self._groups.setdefault(group, [])
+        for old in [c for c in conns if c.pid == pid]:
+            conns.remove(old)
+            old.push(None)
+            old.closed = True
+        conns.append(conn)
+        log.info("worker %s/%s connected%s", group, pid,
+                 "" if functions is None else f" ({len(functions)} functions)")
         return conn
 
     def disconnect(self, conn: Connection) -> tuple[list[Message], bool]:
@@ -174,6 +197,25 @@ class Dispatcher:
         """Connected process ids by group (for /v1/status)."""
         return {g: sorted({c.pid for c in cs}) for g, cs in sorted(self._groups.items())}
 
+    def functions(self) -> dict[str, dict[str, dict[str, list[int]] | None]]:
+        """What each connected process announced, by group (None: nothing, so it takes everything)."""
+        return {g: {c.pid: None if c.functions is None else {f: sorted(v) for f, v in sorted(c.functions.items())}
+                    for c in cs} for g, cs in sorted(self._groups.items())}
+
+    def routable(self, msg: Message) -> bool:
+        """Would some live connection take this message now?"""
+        try:
+            addr = parse_address(msg.recv)
+        except ValueError:
+            return False
+        return self._pick_any(addr, msg)
+
+    def _pick_any(self, addr: Address, msg: Message) -> bool:
+        conns = [c for c in self._groups.get(addr.group, ()) if c.can_run(msg)]
+        if addr.mode == "uni":
+            return any(c.pid == addr.pid for c in conns)
+        return bool(conns)
+
     def close_all(self) -> None:
         """End every stream (daemon shutdown). Leases are kept: workers may finish on the next daemon."""
         self.shutting_down = True
@@ -184,10 +226,12 @@ class Dispatcher:
 class PushStream:
     """The ASGI response of ``GET /poll/{group}/{pid}``: server-sent events until either side closes."""
 
-    def __init__(self, dispatcher: Dispatcher, group: str, pid: str, *, release_on_close: bool = True) -> None:
+    def __init__(self, dispatcher: Dispatcher, group: str, pid: str, *, release_on_close: bool = True,
+                 functions: dict[str, frozenset[int]] | None = None) -> None:
         self.dispatcher = dispatcher
         self.group = group
         self.pid = pid
+        self.functions = functions
         # Our SDK's streams (/poll/G/P) give their tasks back at once when they close. Legacy streams
         # (the --poll-port form) do not: an official 0.6.x worker keeps running and heartbeating its
         # tasks across a reconnect and dies if fenced out, so for it the lease is the signal.
@@ -200,7 +244,7 @@ class PushStream:
         if dispatcher.shutting_down:  # a worker reconnecting in the instant before the listener closes
             await _error(send, 503, "the daemon is shutting down")
             return
-        conn = dispatcher.connect(self.group, self.pid)
+        conn = dispatcher.connect(self.group, self.pid, self.functions)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),

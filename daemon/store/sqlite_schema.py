@@ -1,0 +1,179 @@
+"""The SQLite backend's schema: peewee models (bound to a database late, never at import), migrations,
+and the one-process-per-file lock. Used by ``sqlite.py`` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from typing import Any
+
+import peewee as pw
+
+from .. import errors
+
+SCHEMA_VERSION = 2
+DURABILITY = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+
+
+class _Model(pw.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class PromiseRow(_Model):
+    id = pw.TextField(primary_key=True)
+    state = pw.CharField(max_length=20)
+    param_headers = pw.TextField(null=True)
+    param_data = pw.TextField(null=True)
+    value_headers = pw.TextField(null=True)
+    value_data = pw.TextField(null=True)
+    timeout = pw.BigIntegerField()
+    ikey_create = pw.TextField(null=True)
+    ikey_complete = pw.TextField(null=True)
+    tags = pw.TextField(null=True)
+    root_id = pw.TextField(null=True, index=True)
+    parent_id = pw.TextField(null=True, index=True)
+    created_on = pw.BigIntegerField(index=True)
+    completed_on = pw.BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "promises"
+        # The scheduler's question: which pending promise times out next.
+        indexes = ((("state", "timeout"), False),)
+
+
+class TaskRow(_Model):
+    id = pw.TextField(primary_key=True)
+    counter = pw.IntegerField()
+    root_id = pw.TextField(index=True)
+    leaf_id = pw.TextField(null=True)
+    type = pw.CharField(max_length=10)
+    state = pw.CharField(max_length=10)
+    recv = pw.TextField()
+    process_id = pw.TextField(null=True, index=True)
+    ttl = pw.BigIntegerField(default=0)
+    expires_at = pw.BigIntegerField(default=0)
+    timeout = pw.BigIntegerField()
+    attempt = pw.IntegerField(default=0)
+    created_on = pw.BigIntegerField()
+    completed_on = pw.BigIntegerField(null=True)
+    func = pw.TextField(null=True)  # schema 2: routing by function and the history
+    version = pw.IntegerField(default=0)
+    claimed_on = pw.BigIntegerField(null=True)
+    last_process_id = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "tasks"
+        indexes = ((("state", "expires_at"), False),)
+
+
+class CallbackRow(_Model):
+    id = pw.TextField(primary_key=True)
+    promise_id = pw.TextField(index=True)
+    root_id = pw.TextField()
+    recv = pw.TextField()
+    timeout = pw.BigIntegerField()
+    kind = pw.CharField(max_length=10)
+    created_on = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "callbacks"
+
+
+class ScheduleRow(_Model):
+    id = pw.TextField(primary_key=True)
+    description = pw.TextField(default="")
+    cron = pw.TextField()
+    tags = pw.TextField(null=True)
+    promise_id = pw.TextField()
+    promise_timeout = pw.BigIntegerField()
+    promise_param = pw.TextField(null=True)
+    promise_tags = pw.TextField(null=True)
+    ikey = pw.TextField(null=True)
+    last_run_time = pw.BigIntegerField(null=True)
+    next_run_time = pw.BigIntegerField(index=True)
+    created_on = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "schedules"
+
+
+class MetaRow(_Model):
+    key = pw.TextField(primary_key=True)
+    value = pw.TextField()
+
+    class Meta:
+        table_name = "meta"
+
+
+MODELS: list[type[pw.Model]] = [PromiseRow, TaskRow, CallbackRow, ScheduleRow, MetaRow]
+
+
+def _migrate_1(db: pw.Database) -> None:
+    db.create_tables(MODELS)
+
+
+def _migrate_2(db: pw.Database) -> None:
+    """Tasks learn their function (routing by function), first claim and last holder (the history).
+    A database made at version 1 gets the columns; one made now has them from _migrate_1 already."""
+    have = {row[1] for row in db.execute_sql("PRAGMA table_info(tasks)").fetchall()}
+    for name, decl in (("func", "TEXT"), ("version", "INTEGER NOT NULL DEFAULT 0"), ("claimed_on", "INTEGER"),
+                       ("last_process_id", "TEXT")):
+        if name not in have:
+            db.execute_sql(f"ALTER TABLE tasks ADD COLUMN {name} {decl}")
+
+
+# Schema migrations in order; entry i brings the schema from version i to i+1.
+MIGRATIONS = [_migrate_1, _migrate_2]
+
+
+class FileLock:
+    """An exclusive advisory lock on ``path`` (flock): one live process per database file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = ""
+            with contextlib.suppress(OSError):
+                with open(self.path) as f:
+                    holder = f.read().strip()
+            raise errors.StoreLocked(
+                f"database {self.path[:-5]!r} is in use by another process"
+                + (f" (pid {holder})" if holder else "")
+                + "; stop it, or point this one at another file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def connect_sqlite(path: str, durability: str = "full") -> pw.SqliteDatabase:
+    if durability not in DURABILITY:
+        raise errors.InvalidRequest(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
+    memory = path == ":memory:"
+    pragmas: dict[str, Any] = {
+        "journal_mode": "memory" if memory else "wal",
+        "synchronous": DURABILITY[durability],
+        "busy_timeout": 5000,
+        "foreign_keys": 0,
+        "cache_size": -16000,
+        "temp_store": "memory",
+    }
+    # One connection shared by every thread, serialised by the engine's lock; thread_safe=False keeps
+    # peewee from opening one connection per thread (which, for ":memory:", would be separate databases).
+    return pw.SqliteDatabase(path, pragmas=pragmas, thread_safe=False, check_same_thread=False,
+                             autoconnect=False)
