@@ -146,7 +146,8 @@ def check_args(func: Callable[..., Any], name: str, args: tuple[Any, ...] | list
     if binds(func, args, kwargs):
         return
     sig = inspect.signature(func)
-    shown = sig.replace(parameters=list(sig.parameters.values())[1:],  # without ctx
+    shown = sig.replace(parameters=[p.replace(annotation=inspect.Parameter.empty)  # names, as people call it
+                                    for p in list(sig.parameters.values())[1:]],  # without ctx
                         return_annotation=inspect.Signature.empty)
     try:
         shown.bind(*args, **kwargs)
