@@ -40,6 +40,7 @@ from resonate_daemon.protocol.records import (
     TAG_SCOPE,
     TAG_TIMEOUT,
     Claimed,
+    Running,
     Value,
     address_of,
 )
@@ -112,7 +113,8 @@ def _plain_root(step: RootStep) -> Generator[Any, Any, Any]:
 
 class Execution:
     def __init__(self, transport: Transport, registry: Registry, dependencies: dict[str, Any], claimed: Claimed,
-                 recv: str, stopping: threading.Event, worker: str = "") -> None:
+                 recv: str, stopping: threading.Event, worker: str = "",
+                 running: dict[str, Running] | None = None) -> None:
         self.t = transport
         self.registry = registry
         self.dependencies = dependencies
@@ -121,6 +123,7 @@ class Execution:
         self.recv = recv
         self.stopping = stopping
         self.worker = worker  # host:pid, written beside every value this execution stores
+        self.running = running if running is not None else {}  # steps executing now (the runtime reports them)
         self.known: dict[str, Outcome] = {}
         self.waiters: dict[str, list[Frame]] = {}
         self.remote: set[str] = set()
@@ -328,13 +331,18 @@ class Execution:
             run.started = self.first_started(timers) or self.t.now()
         while True:
             ctx = self.child_ctx(call.id, call, run.frame, run.timeout, attempt)
+            self.running[call.id] = Running(call.id, call.name, run.started, attempt, self.task.process_id or "",
+                                            self.worker)
             try:
                 value = func(ctx, *call.args, **call.kwargs)
             except Exception as exc:
                 error: Exception = exc
             else:
+                self.running.pop(call.id, None)
                 self.step_done(run, True, value, attempt)
                 return
+            finally:
+                self.running.pop(call.id, None)
             delay = retry.next_delay(policy, attempt, error, call.opts.non_retryable_exceptions, self.t.now(),
                                      run.timeout, (func, call.args, call.kwargs))
             if delay is None:

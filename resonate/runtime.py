@@ -11,10 +11,11 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from resonate_daemon.protocol import ClaimTask, CreateSubscription, DropTask, GetPromise, Heartbeat
-from resonate_daemon.protocol.records import FOREVER, Claimed, Message, Promise, Task
+from resonate_daemon.protocol.records import FOREVER, Claimed, Message, Promise, Running, Task
 
 from . import codec
 from .errors import NotRegistered, ResonateError
@@ -23,6 +24,8 @@ from .registry import Registry
 from .transport import Transport
 
 log = logging.getLogger("resonate")
+
+SHOW_RUNNING_AFTER_S = 1.0  # a step running this long is reported to the store (tree, steps)
 
 
 class Runtime:
@@ -39,6 +42,7 @@ class Runtime:
         self.workers = workers or 4
         self.worker = f"{socket.gethostname()}:{os.getpid()}"  # who ran a step, as the history shows it
         self._lacking: set[str] = set()  # tasks given back because this process lacks their function
+        self.running: dict[str, Running] = {}  # the steps executing here now, by id (for the heartbeat)
         self.stopping = threading.Event()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -85,12 +89,22 @@ class Runtime:
             return self._idle.wait_for(lambda: not self._held, timeout)
 
     def _beat(self) -> None:
+        """Extend our leases every ttl/2 while we hold tasks; and report the steps running here for a
+        second or more as soon as that set changes (short steps cost nothing: they are stored when done)."""
         interval = max(self.ttl_ms / 2000.0, 0.05)
-        while not self.stopping.wait(interval):
-            if not self._held:
+        tick = min(interval, SHOW_RUNNING_AFTER_S)
+        last_beat, reported = time.monotonic(), frozenset[str]()
+        while not self.stopping.wait(tick):
+            if not self._held and not reported:
+                continue
+            now = self.transport.now()
+            long = tuple(r for r in list(self.running.values()) if now - r.started >= SHOW_RUNNING_AFTER_S * 1000)
+            shown = frozenset(r.id for r in long)
+            if time.monotonic() - last_beat < interval and shown == reported:
                 continue
             try:
-                self.transport.call(Heartbeat(self.pid))
+                self.transport.call(Heartbeat(self.pid, long))
+                last_beat, reported = time.monotonic(), shown
             except Exception as exc:  # a daemon restart or a blip; the next beat tries again
                 log.warning("heartbeat failed: %s", exc)
 
@@ -140,7 +154,7 @@ class Runtime:
             self._held[task.id] = task
         try:
             result = Execution(self.transport, self.registry, self.dependencies, claimed, self.recv,
-                               self.stopping, self.worker).run()
+                               self.stopping, self.worker, self.running).run()
             if isinstance(result, Suspended):
                 self.suspended(task.root_promise_id)
             else:

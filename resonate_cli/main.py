@@ -15,8 +15,9 @@ from resonate_daemon.protocol.records import Status, Task
 from rich.table import Table
 
 from . import exits, invoke, promises, schedules, serve
+from .history import rich_tree, steps_of, steps_table, tree_json
 from .output import JSON_HELP, View, err, fail, out, output
-from .render import children_of, state_text, tree, tree_json, when
+from .render import print_error, state_text, when
 from .session import target_of, using
 
 TREE_LIMIT = 5000  # nodes: a call graph bigger than this is cut, with a note, rather than hang the terminal
@@ -136,20 +137,47 @@ def stop(ctx: typer.Context,
 @output(json_help=JSON_HELP + " Nested under 'children'.")
 def tree_(ctx: typer.Context, id: str = typer.Argument(..., help="The root (or any) promise id.",
                                                        autocompletion=promises.complete_id)) -> View:
-    """The call graph under a promise: functions, run or rpc, state, duration, sleeping/waiting.
+    """The call graph under a promise: functions, run or rpc, state, duration, attempts, worker, errors,
+    and what is pending doing now (running, retrying, sleeping, waiting).
 
     Example: resonate tree order-7
     """
     with using(ctx) as client:
         found = client.resonate.promises.tree(id, limit=TREE_LIMIT)
-    root, children = found.promises[0], children_of(found.promises)
+    steps = steps_of(found)
 
     def human() -> None:
-        out.print(tree(root, children))
+        out.print(rich_tree(steps))
         if found.truncated:
             err.print(f"(cut at {TREE_LIMIT} promises)")
 
-    return View(tree_json(root, children), human)
+    return View(tree_json(steps), human)
+
+
+@app.command()
+@output(lines=True)
+def steps(ctx: typer.Context, id: str = typer.Argument(..., help="The workflow's (or any) promise id.",
+                                                       autocompletion=promises.complete_id)) -> View:
+    """Every step of a workflow, in order: function, arguments, state, start, duration, attempts, worker,
+    and its error (or what it is doing now).
+
+    Example: resonate steps order-7
+    """
+    with using(ctx) as client:
+        found = client.resonate.promises.tree(id, limit=TREE_LIMIT)
+    history = steps_of(found)
+    docs = [s.to_json() for s in history]
+
+    def human() -> None:
+        out.print(steps_table(history))
+        for s in history:
+            if s.error is not None and s.error.traceback:
+                err.print(f"[bold]{s.promise.id}[/] [red]{s.error}[/]", highlight=False)
+                print_error(s.error)
+        if found.truncated:
+            err.print(f"(cut at {TREE_LIMIT} promises)")
+
+    return View({"id": id, "steps": docs, "truncated": found.truncated}, human, items=docs)
 
 
 tasks_app = typer.Typer(help="Tasks: invocations and resumes waiting for, or held by, workers.", no_args_is_help=True)

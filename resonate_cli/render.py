@@ -19,7 +19,6 @@ from resonate_daemon.protocol.records import (
 )
 from rich.markup import escape
 from rich.table import Table
-from rich.tree import Tree
 
 from resonate import codec
 
@@ -159,48 +158,3 @@ def promise_detail(p: Promise, callbacks: list[Callback] | None = None) -> None:
         elif p.pending:
             table.add_row("waiting", "nobody is waiting on it yet")
     out.print(table)
-
-
-# -- tree ---------------------------------------------------------------------------------------
-
-def tree_label(p: Promise, now: int) -> str:
-    func = p.tags.get(TAG_FUNC, "")
-    kind = kind_of(p)
-    if p.pending:
-        extra = "sleeping" if kind == "sleep" else "waiting" if kind == "promise" else "running or waiting"
-        extra += f", for {duration(now - p.created_on)}"
-    else:
-        extra = duration((p.completed_on or now) - p.created_on)
-    name = f"[bold]{escape(func)}[/] " if func and kind != "sleep" else ""
-    return f"{name}[dim]{escape(p.id)}[/] {kind} {state_text(p.state)} [dim]({extra})[/]"
-
-
-def children_of(promises: list[Promise]) -> dict[str, list[Promise]]:
-    """A tree's promises (the root first) by the parent they were created under."""
-    kids: dict[str, list[Promise]] = {}
-    for p in promises[1:]:
-        parent = p.tags.get(TAG_PARENT)
-        if parent is not None:
-            kids.setdefault(parent, []).append(p)
-    return kids
-
-
-def tree(root: Promise, children: dict[str, list[Promise]]) -> Tree:
-    now = now_ms()
-    top = Tree(tree_label(root, now))
-    stack = [(top, root)]
-    while stack:
-        node, p = stack.pop()
-        for child in sorted(children.get(p.id, []), key=lambda c: (c.created_on, c.id)):
-            sub = node.add(tree_label(child, now))
-            stack.append((sub, child))
-    return top
-
-
-def tree_json(root: Promise, children: dict[str, list[Promise]]) -> dict[str, Any]:
-    def node(p: Promise) -> dict[str, Any]:
-        kids = sorted(children.get(p.id, []), key=lambda c: (c.created_on, c.id))
-        return {**promise_doc(p), "kind": kind_of(p), "func": p.tags.get(TAG_FUNC),
-                "children": [node(c) for c in kids]}
-
-    return node(root)

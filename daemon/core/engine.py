@@ -61,6 +61,7 @@ from ..protocol.records import (
     Page,
     Promise,
     Registered,
+    Running,
     Status,
     Task,
     TaskResult,
@@ -118,6 +119,8 @@ class Engine(Schedules):
         self.wake: Callable[[], None] | None = None
         self.wake_at: int | None = None
         self._earliest: int | None = None
+        # What each worker process reports running now (its heartbeats): memory only, never stored.
+        self.running: dict[str, dict[str, Running]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _run(self, fn: Callable[[int], T | _Fail], *, durable: bool = True) -> T:
@@ -399,7 +402,12 @@ class Engine(Schedules):
         return TaskResult(verdict.status, verdict.task or task)
 
     def heartbeat(self, op: Heartbeat) -> int:
-        """Extend every lease ``process_id`` holds; returns how many."""
+        """Extend every lease ``process_id`` holds; returns how many. Remember what it runs now."""
+        if op.running is not None:
+            if op.running:
+                self.running[op.process_id] = {r.id: r for r in op.running}
+            else:
+                self.running.pop(op.process_id, None)
 
         def run(now: int) -> int:
             tasks = self.store.tasks_of_process(op.process_id, (CLAIMED,))
@@ -424,6 +432,7 @@ class Engine(Schedules):
 
     def release_process(self, process_id: str) -> int:
         """A worker's connection closed: its claimed tasks go back (counter+1), its sent ones are resent."""
+        self.running.pop(process_id, None)
         return self._run(lambda now: self._each(self.store.tasks_of_process(process_id, OUT_STATES), Release(), now))
 
     def release_all(self) -> int:
@@ -475,7 +484,13 @@ class Engine(Schedules):
     def get_tree(self, op: GetTree) -> Tree:
         root = self.get_promise(GetPromise(op.id))
         below = self.store.subtree(op.id, op.limit)
-        return Tree([root, *below[:op.limit - 1]], truncated=len(below) >= op.limit)
+        promises = [root, *below[:op.limit - 1]]
+        invocations = [p.id for p in promises if TAG_INVOKE in p.tags]
+        prefix = op.id + "."
+        running = [r for steps in self.running.values() for r in steps.values()
+                   if r.id.startswith(prefix) or r.id == op.id]
+        return Tree(promises, truncated=len(below) >= op.limit, tasks=self.store.tasks_for(invocations),
+                    running=sorted(running, key=lambda r: (r.started, r.id)))
 
     def get_callbacks(self, op: GetCallbacks) -> list[Callback]:
         self.get_promise(GetPromise(op.id))

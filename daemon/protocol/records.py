@@ -488,10 +488,36 @@ class Page(Generic[T]):
 @dataclass(frozen=True)
 class Tree:
     """A promise first, then everything below it (by ``resonate:parent``) in the order it was created;
-    ``truncated`` when the tree had more promises than asked for."""
+    ``truncated`` when the tree had more promises than asked for. ``tasks``: the tasks of the promises in
+    it that are invocations (first claim, attempts, last holder); ``running``: the steps under it that
+    workers report running right now (a local step is stored only when it ends)."""
 
     promises: list[Promise]
     truncated: bool = False
+    tasks: list[Task] = field(default_factory=list)
+    running: list[Running] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A step a worker is running now, as its heartbeat reports it (kept in memory, never stored)."""
+
+    id: str
+    func: str
+    started: int
+    attempt: int = 1
+    process_id: str = ""
+    worker: str = ""  # host:pid
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "func": self.func, "started": self.started, "attempt": self.attempt,
+                "processId": self.process_id, "worker": self.worker}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Running:
+        return cls(id=str(obj["id"]), func=str(obj.get("func") or ""), started=int(obj.get("started") or 0),
+                   attempt=int(obj.get("attempt") or 1), process_id=str(obj.get("processId") or ""),
+                   worker=str(obj.get("worker") or ""))
 
 
 @dataclass(frozen=True)
@@ -557,4 +583,4 @@ __all__ = ["PENDING", "RESOLVED", "REJECTED", "REJECTED_CANCELED", "REJECTED_TIM
     "TAG_SCHEDULE", "TAG_INVOCATION", "TAG_FUNC", "MAX_ID_LENGTH", "INT64_MAX", "after", "FOREVER", "check_id",
     "Value", "EMPTY", "Promise", "Task", "Callback", "Schedule", "Message", "Address", "parse_address",
     "address_of", "check_address", "Created", "Completed", "Registered", "Claimed", "TaskResult", "Page",
-    "Tree", "Status", "encode_cursor", "decode_cursor",]
+    "Tree", "Running", "Status", "encode_cursor", "decode_cursor",]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .promise_ops import DEFAULT_TTL_MS
-from .records import TASK_STATES, Callback, Claimed, Promise, Status, Task, TaskResult, Tree
+from .records import TASK_STATES, Callback, Claimed, Promise, Running, Status, Task, TaskResult, Tree
 from .wire import (
     MAX_LIMIT,
     ById,
@@ -137,20 +137,38 @@ class DropTask(_HeldTask):
 
 @dataclass(frozen=True)
 class Heartbeat(Op[int]):
-    """POST /tasks/heartbeat: extend every lease ``process_id`` holds; how many."""
+    """POST /tasks/heartbeat: extend every lease ``process_id`` holds; how many. ``running`` (ours) lists
+    the steps it runs right now, for ``resonate tree`` and ``steps`` (None: it says nothing of them)."""
 
     METHOD, ROUTE, BODY = "POST", "/tasks/heartbeat", True
     process_id: str
+    running: tuple[Running, ...] | None = None
 
     def __post_init__(self) -> None:
         need_id(self.process_id, "process id")
+        if self.running is not None and len(self.running) > MAX_LIMIT:
+            raise bad(f"field 'running' lists more than {MAX_LIMIT} steps")
 
     def request(self) -> Request:
-        return Request("POST", "/tasks/heartbeat", body={"processId": self.process_id})
+        body: dict[str, Any] = {"processId": self.process_id}
+        if self.running is not None:
+            body["running"] = [r.to_json() for r in self.running]
+        return Request("POST", "/tasks/heartbeat", body=body)
 
     @classmethod
     def parse(cls, incoming: Incoming) -> Heartbeat:
-        return cls(need_str(get(incoming.body, "processId"), "processId"))
+        raw = get(incoming.body, "running")
+        running = None
+        if raw is not None:
+            if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+                raise bad("field 'running' must be a list of {id, func, started, attempt}")
+            try:
+                running = tuple(Running.from_json(r) for r in raw)
+            except (KeyError, TypeError, ValueError):
+                raise bad("field 'running' must be a list of {id, func, started, attempt}") from None
+            for r in running:
+                need_id(r.id, "running step id")
+        return cls(need_str(get(incoming.body, "processId"), "processId"), running)
 
     def run(self, service: Service) -> int:
         return service.heartbeat(self)
@@ -239,10 +257,13 @@ class GetTree(ById[Tree]):
         return service.get_tree(self)
 
     def respond(self, result: Tree) -> tuple[int, Any]:
-        return 200, {"promises": [p.to_json() for p in result.promises], "truncated": result.truncated}
+        return 200, {"promises": [p.to_json() for p in result.promises], "truncated": result.truncated,
+                     "tasks": [t.to_json() for t in result.tasks], "running": [r.to_json() for r in result.running]}
 
     def result(self, status: int, body: Any) -> Tree:
-        return Tree([Promise.from_json(p) for p in body.get("promises", [])], bool(body.get("truncated")))
+        return Tree([Promise.from_json(p) for p in body.get("promises", [])], bool(body.get("truncated")),
+                    [Task.from_json(t) for t in body.get("tasks", [])],
+                    [Running.from_json(r) for r in body.get("running", [])])
 
 
 @dataclass(frozen=True)

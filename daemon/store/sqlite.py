@@ -292,6 +292,13 @@ class SqliteStore:
         query = TaskRow.select().where((TaskRow.process_id == process_id) & TaskRow.state.in_(list(states)))
         return [_task(r) for r in query.dicts()]
 
+    def tasks_for(self, root_ids: list[str]) -> list[Task]:
+        out: list[Task] = []
+        for i in range(0, len(root_ids), 500):  # SQLite limits the parameters of one statement
+            query = TaskRow.select().where(TaskRow.root_id.in_(root_ids[i:i + 500]))
+            out += [_task(r) for r in query.dicts()]
+        return sorted(out, key=lambda t: (t.created_on, t.id))
+
     def tasks_in_states(self, states: tuple[str, ...]) -> list[Task]:
         query = TaskRow.select().where(TaskRow.state.in_(list(states))).order_by(TaskRow.created_on)
         return [_task(r) for r in query.dicts()]

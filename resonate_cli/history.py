@@ -1,0 +1,219 @@
+"""A workflow's history, as ``resonate steps`` and ``resonate tree`` show it, read from one ``GetTree``.
+
+Each step is a promise under the root (retry timers are folded into the step they belong to), with
+what the store records of it: its function and arguments, when it started (recorded by the worker
+that ran it, or the first claim of its task), when it ended, how many attempts, which worker, and its
+error; a step in flight comes from the workers' own reports (``Tree.running``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from resonate_daemon.protocol.records import (
+    TAG_FUNC,
+    TAG_INVOKE,
+    TAG_PARENT,
+    TAG_TIMEOUT,
+    Promise,
+    Running,
+    Task,
+    Tree,
+)
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree as RichTree
+
+from resonate import codec
+from resonate.retry import RETRY
+
+from .render import duration, error_of, kind_of, now_ms, promise_doc, state_text, when
+
+
+@dataclass
+class Step:
+    promise: Promise
+    depth: int
+    kind: str  # invoke, run, rpc, sleep, promise
+    func: str
+    args: str
+    started: int | None
+    ended: int | None
+    attempts: int
+    worker: str
+    error: codec.ErrorInfo | None
+    note: str  # what a pending step is doing: running, retrying, sleeping, waiting
+
+    @property
+    def took(self) -> int | None:
+        if self.started is None:
+            return None
+        return (self.ended if self.ended is not None else now_ms()) - self.started
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.promise.id, "depth": self.depth, "kind": self.kind, "func": self.func, "args": self.args,
+                "state": self.promise.state, "started": self.started, "ended": self.ended, "tookMs": self.took,
+                "attempts": self.attempts, "worker": self.worker or None, "note": self.note or None,
+                "error": self.error.to_json() if self.error is not None else None}
+
+
+def steps_of(tree: Tree) -> list[Step]:
+    """The root, then every step depth first in the order they were created (retry timers folded in)."""
+    root = tree.promises[0]
+    kids: dict[str, list[Promise]] = {}
+    timers: dict[str, list[Promise]] = {}
+    for p in tree.promises[1:]:
+        parent = p.tags.get(TAG_PARENT)
+        if parent is None:
+            continue
+        if p.tags.get(TAG_FUNC) == RETRY:
+            timers.setdefault(parent, []).append(p)
+        else:
+            kids.setdefault(parent, []).append(p)
+    tasks: dict[str, list[Task]] = {}
+    for t in tree.tasks:
+        tasks.setdefault(t.root_promise_id, []).append(t)
+    running = {r.id: r for r in tree.running}
+    out: list[Step] = []
+    stack = [(root, 0)]
+    while stack:
+        p, depth = stack.pop()
+        out.append(_step(p, depth, tasks.get(p.id, []), running.get(p.id), sorted(timers.get(p.id, []), key=_n)))
+        for child in sorted(kids.get(p.id, []), key=lambda c: (c.created_on, c.id), reverse=True):
+            stack.append((child, depth + 1))
+    return out
+
+
+def _n(p: Promise) -> int:
+    try:
+        return int(p.id.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _step(p: Promise, depth: int, tasks: list[Task], running: Running | None, timers: list[Promise]) -> Step:
+    headers = p.value.headers
+    func = "sleep" if p.tags.get(TAG_TIMEOUT) == "true" else p.tags.get(TAG_FUNC, "")
+    args = headers.get(codec.ARGS_HEADER, "")
+    if not args and TAG_INVOKE in p.tags:
+        try:
+            name, a, kw, _ = codec.decode_param(p.param)
+            func, args = func or name, codec.short_args(a, kw)
+        except Exception:
+            pass
+    first_timer = _timer(timers[0]) if timers else {}
+    claimed = [t.claimed_on for t in tasks if t.claimed_on is not None]
+    started: int | None = None
+    for candidate in (headers.get(codec.STARTED_HEADER), running.started if running else None,
+                      first_timer.get("started"), min(claimed) if claimed else None):
+        if candidate is not None:
+            try:
+                started = int(candidate)
+                break
+            except (TypeError, ValueError):
+                continue
+    if started is None:
+        started = p.created_on
+    attempts = int(headers.get(codec.ATTEMPTS_HEADER) or 0) or max([t.attempt for t in tasks] + [len(timers) + 1])
+    if running is not None:
+        attempts = max(attempts, running.attempt)
+    worker = headers.get(codec.WORKER_HEADER) or (running.worker if running else "") or next(
+        (t.last_process_id for t in reversed(tasks) if t.last_process_id), "") or ""
+    return Step(p, depth, kind_of(p), func, args, started, p.completed_on, attempts, worker or "", error_of(p),
+                _note(p, running, timers))
+
+
+def _timer(p: Promise) -> dict[str, Any]:
+    try:
+        recorded = codec.decode(p.param)
+    except Exception:
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _note(p: Promise, running: Running | None, timers: list[Promise]) -> str:
+    if not p.pending:
+        return ""
+    if running is not None:
+        return f"running on {running.worker or running.process_id} (attempt {running.attempt})"
+    if timers and timers[-1].pending:
+        t = _timer(timers[-1])
+        error = t.get("error") or {}
+        name = str(error.get("type", "")).partition(":")[2] or "error"
+        of = f" of {t['of']}" if t.get("of") else ""
+        return (f"retrying: attempt {t.get('attempt', len(timers))}{of} failed ({name}: {error.get('message', '')}), "
+                f"next at {when(timers[-1].timeout)}")
+    kind = kind_of(p)
+    if kind == "sleep":
+        return f"sleeping until {when(p.timeout)}"
+    if kind == "promise":
+        return "waiting on a person or program (resonate promises resolve)"
+    if kind in ("rpc", "invoke"):
+        return "waiting for a worker, or running"
+    return "running"
+
+
+def took_text(step: Step) -> str:
+    took = step.took
+    return duration(took) if took is not None else "-"
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+def label(step: Step) -> str:
+    """One line of ``resonate tree``: function, id, kind, state, duration, attempts, worker, error."""
+    p = step.promise
+    name = f"[bold]{escape(step.func)}[/] " if step.func and step.kind != "sleep" else ""
+    parts = [f"{name}[dim]{escape(p.id)}[/] {step.kind} {state_text(p.state)} [dim]({took_text(step)})[/]"]
+    if step.attempts > 1:
+        parts.append(f"{step.attempts} attempts")
+    if step.worker and not p.pending:
+        parts.append(f"[dim]on {escape(step.worker)}[/]")
+    if step.error is not None:
+        parts.append(f"[red]{escape(str(step.error))}[/]")
+    if step.note:
+        parts.append(f"[yellow]{escape(step.note)}[/]")
+    return " · ".join(parts)
+
+
+def rich_tree(steps: list[Step]) -> RichTree:
+    top = RichTree(label(steps[0]))
+    stack: list[tuple[int, RichTree]] = [(0, top)]
+    for step in steps[1:]:
+        while stack and stack[-1][0] >= step.depth:
+            stack.pop()
+        node = stack[-1][1].add(label(step))
+        stack.append((step.depth, node))
+    return top
+
+
+def tree_json(steps: list[Step]) -> dict[str, Any]:
+    """The tree as --json prints it: each node the promise (with ``error``), its history, its children."""
+    def node(step: Step) -> dict[str, Any]:
+        return {**promise_doc(step.promise), **{k: v for k, v in step.to_json().items() if k not in ("id", "state")},
+                "children": []}
+
+    top = node(steps[0])
+    stack: list[tuple[int, dict[str, Any]]] = [(0, top)]
+    for step in steps[1:]:
+        while stack and stack[-1][0] >= step.depth:
+            stack.pop()
+        doc = node(step)
+        stack[-1][1]["children"].append(doc)
+        stack.append((step.depth, doc))
+    return top
+
+
+def steps_table(steps: list[Step]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("#", "STEP", "FUNCTION", "ARGS", "STATE", "STARTED", "TOOK", "ATTEMPTS", "WORKER", "ERROR / NOW"):
+        table.add_column(col, overflow="fold" if col in ("ERROR / NOW", "STEP") else "ellipsis",
+                         no_wrap=col not in ("ERROR / NOW", "STEP"), max_width=40 if col == "ARGS" else None)
+    for n, step in enumerate(steps):
+        p = step.promise
+        what = f"[red]{escape(str(step.error))}[/]" if step.error is not None else escape(step.note)
+        table.add_row(str(n), "  " * step.depth + escape(p.id), escape(step.func), escape(step.args),
+                      state_text(p.state), when(step.started) if step.started else "-", took_text(step),
+                      str(step.attempts), escape(step.worker or "-"), what)
+    return table
