@@ -332,7 +332,7 @@ class Execution:
         while True:
             ctx = self.child_ctx(call.id, call, run.frame, run.timeout, attempt)
             self.running[call.id] = Running(call.id, call.name, run.started, attempt, self.task.process_id or "",
-                                            self.worker)
+                                            self.worker, run.frame.id, self.root.id)
             try:
                 value = func(ctx, *call.args, **call.kwargs)
             except Exception as exc:

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from resonate_daemon.protocol.records import (
+    EMPTY,
+    PENDING,
     TAG_FUNC,
     TAG_INVOKE,
     TAG_PARENT,
+    TAG_SCOPE,
     TAG_TIMEOUT,
     Promise,
     Running,
@@ -75,6 +78,11 @@ def steps_of(tree: Tree) -> list[Step]:
     for t in tree.tasks:
         tasks.setdefault(t.root_promise_id, []).append(t)
     running = {r.id: r for r in tree.running}
+    known = {p.id for p in tree.promises}
+    for r in tree.running:  # a local step in flight has no promise yet: show it where it was called
+        if r.id not in known and (r.parent in known or r.parent == root.id):
+            kids.setdefault(r.parent, []).append(Promise(r.id, PENDING, EMPTY, EMPTY, 0, {
+                TAG_PARENT: r.parent, TAG_FUNC: r.func, TAG_SCOPE: "local"}, r.started))
     out: list[Step] = []
     stack = [(root, 0)]
     while stack:

@@ -487,8 +487,9 @@ class Engine(Schedules):
         promises = [root, *below[:op.limit - 1]]
         invocations = [p.id for p in promises if TAG_INVOKE in p.tags]
         prefix = op.id + "."
+        ids = {p.id for p in promises}
         running = [r for steps in self.running.values() for r in steps.values()
-                   if r.id.startswith(prefix) or r.id == op.id]
+                   if r.parent in ids or r.id in ids or r.root == op.id or r.id.startswith(prefix)]
         return Tree(promises, truncated=len(below) >= op.limit, tasks=self.store.tasks_for(invocations),
                     running=sorted(running, key=lambda r: (r.started, r.id)))
 

@@ -508,16 +508,19 @@ class Running:
     attempt: int = 1
     process_id: str = ""
     worker: str = ""  # host:pid
+    parent: str = ""  # the promise it was called under (a step's own promise does not exist yet)
+    root: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "func": self.func, "started": self.started, "attempt": self.attempt,
-                "processId": self.process_id, "worker": self.worker}
+                "processId": self.process_id, "worker": self.worker, "parent": self.parent, "root": self.root}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Running:
         return cls(id=str(obj["id"]), func=str(obj.get("func") or ""), started=int(obj.get("started") or 0),
                    attempt=int(obj.get("attempt") or 1), process_id=str(obj.get("processId") or ""),
-                   worker=str(obj.get("worker") or ""))
+                   worker=str(obj.get("worker") or ""), parent=str(obj.get("parent") or ""),
+                   root=str(obj.get("root") or ""))
 
 
 @dataclass(frozen=True)
