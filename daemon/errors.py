@@ -162,6 +162,12 @@ class NondeterminismError(ResonateError):
         self.position, self.recorded, self.called = position, recorded, called
 
 
+class WorkflowRunning(ResonateError):
+    """A retry or fork met a workflow that is still running: wait for it, or cancel it first."""
+
+    code = 40903
+
+
 class PayloadTooLarge(ResonateError):
     """The request body is over the configured limit."""
 
@@ -226,7 +232,7 @@ BY_CODE: dict[int, type[ResonateError]] = {
         InvalidRequest, EncodingError, Unauthorized, AlreadyResolved, AlreadyRejected, AlreadyCanceled,
         AlreadyTimedOut, TaskAlreadyClaimed, TaskAlreadyCompleted, InvalidCounter, TaskNotClaimed,
         PromiseNotFound, ScheduleNotFound, TaskNotFound, NotRegistered, PromiseAlreadyExists,
-        ScheduleAlreadyExists, PayloadTooLarge, StoreLocked, StartupError, Unreachable,
+        ScheduleAlreadyExists, WorkflowRunning, PayloadTooLarge, StoreLocked, StartupError, Unreachable,
     )
 }
 

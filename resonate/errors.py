@@ -35,6 +35,7 @@ from resonate_daemon.errors import (
     TaskNotFound,
     Unauthorized,
     Unreachable,
+    WorkflowRunning,
 )
 
 __all__ = [
@@ -42,5 +43,5 @@ __all__ = [
     "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
     "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreLocked", "TaskAlreadyClaimed",
-    "TaskAlreadyCompleted", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable",
+    "TaskAlreadyCompleted", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "WorkflowRunning",
 ]

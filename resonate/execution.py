@@ -39,12 +39,14 @@ from resonate_daemon.protocol.records import (
     TAG_ROOT,
     TAG_SCOPE,
     TAG_TIMEOUT,
-    Claimed,
-    Running,
     Value,
     address_of,
 )
 from resonate_daemon.protocol.records import Promise as Record
+from resonate_daemon.protocol.results import (
+    Claimed,
+    Running,
+)
 
 from . import codec, retry
 from .context import DETACHED, PROMISE, RPC, RUN, SLEEP, Call, Context, Info, Promise

@@ -20,6 +20,7 @@ from resonate_daemon.protocol import (
     GetTree,
     SearchPromises,
     SearchTasks,
+    SearchWorkflows,
 )
 from resonate_daemon.protocol.records import (
     REJECTED,
@@ -27,12 +28,14 @@ from resonate_daemon.protocol.records import (
     RESOLVED,
     SEARCH_STATES,
     Callback,
-    Completed,
-    Page,
     Promise,
     Task,
-    Tree,
     Value,
+)
+from resonate_daemon.protocol.results import (
+    Completed,
+    Page,
+    Tree,
 )
 
 from . import codec
@@ -162,6 +165,21 @@ class Promises:
         if not ok:
             raise value
         return value
+
+
+class Workflows:
+    """Workflows: the tops of call graphs (what was invoked, not its steps)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def search(self, *, state: str | None = None, func: str | None = None, since: int | None = None,
+               limit: int = 50, cursor: str | None = None) -> tuple[list[Promise], str | None, int]:
+        """One page, newest first, the next page's cursor, and how many match in all. ``state``: pending,
+        resolved, rejected, canceled, timedout, failed (any of the last three) or completed; ``since``:
+        created at or after (ms since the epoch)."""
+        page = self._t.call(SearchWorkflows(state, func, since, limit, cursor))
+        return page.items, page.cursor, page.total
 
 
 class Tasks:

@@ -12,8 +12,10 @@ from resonate_daemon.protocol import (
     CreateAndSubscribe,
     CreatePromiseAndTask,
     CreateSchedule,
+    ForkWorkflow,
     GetPromise,
     GetStatus,
+    RetryWorkflow,
 )
 from resonate_daemon.protocol.records import (
     FOREVER,
@@ -21,16 +23,18 @@ from resonate_daemon.protocol.records import (
     TAG_INVOKE,
     TAG_ROOT,
     TAG_SCOPE,
-    Claimed,
     Schedule,
-    Status,
     address_of,
+)
+from resonate_daemon.protocol.results import (
+    Claimed,
+    Status,
 )
 
 from . import codec, retry
 from .handle import Handle
 from .options import Options
-from .promises import Promises, Tasks
+from .promises import Promises, Tasks, Workflows
 from .registry import Registry
 from .runtime import Runtime
 from .schedules import Schedules
@@ -72,6 +76,7 @@ class Resonate:
         self._promises = Promises(transport)
         self._schedules = Schedules(transport)
         self._tasks = Tasks(transport)
+        self._workflows = Workflows(transport)
 
     @classmethod
     def local(cls, path: str | None = None, *, group: str = "default", pid: str | None = None,
@@ -123,6 +128,10 @@ class Resonate:
     @property
     def tasks(self) -> Tasks:
         return self._tasks
+
+    @property
+    def workflows(self) -> Workflows:
+        return self._workflows
 
     @property
     def registry(self) -> Registry:
@@ -275,6 +284,28 @@ class Resonate:
         return self._transport.call(CreateSchedule(
             name, cron, f"{name}.{{{{.timestamp}}}}", int(opts.timeout * 1000),
             codec.encode_param(fname, args, kwargs, version), tags, idempotency_key=name)).schedule
+
+    def retry(self, id: str) -> Handle[Any]:
+        """Run a rejected, canceled or timed-out workflow again under the same id: every step that
+        resolved keeps its result (it does not run again), the others run again. ``WorkflowRunning``
+        while it still runs. Example::
+
+            resonate.retry("order-7").result()
+        """
+        self.start()  # connected first: the reopened task may be sent to this process
+        self._transport.call(RetryWorkflow(id))
+        return self.get(id)
+
+    def fork(self, id: str, from_step: int, new_id: str | None = None) -> Handle[Any]:
+        """A new workflow with the same function and arguments that reuses the results of the first
+        ``from_step`` steps of ``id`` and runs the rest (``new_id`` default: ``{id}-fork-N``). Example::
+
+            handle = resonate.fork("order-7", from_step=2)
+            print(handle.id, handle.result())
+        """
+        self.start()
+        fork = self._transport.call(ForkWorkflow(id, from_step, new_id))
+        return self.get(fork.id)
 
     def get(self, id: str) -> Handle[Any]:
         """A handle on an existing promise (an execution started elsewhere, or earlier)."""

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from resonate_daemon.protocol import ClaimTask, CreateSubscription, DropTask, GetPromise, Heartbeat
-from resonate_daemon.protocol.records import FOREVER, Claimed, Message, Promise, Running, Task
+from resonate_daemon.protocol.records import FOREVER, Message, Promise, Task
+from resonate_daemon.protocol.results import Claimed, Running
 
 from . import codec
 from .errors import NotRegistered, ResonateError

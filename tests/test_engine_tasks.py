@@ -41,10 +41,12 @@ from resonate_daemon.protocol.records import (
     REJECTED,
     RESOLVED,
     TAG_INVOKE,
-    Completed,
     Message,
     Task,
     Value,
+)
+from resonate_daemon.protocol.results import (
+    Completed,
 )
 from resonate_daemon.store import open_store
 

@@ -114,7 +114,7 @@ def test_peewee_stays_inside_the_store_package() -> None:
 def test_the_cli_reaches_the_store_only_through_the_sdk() -> None:
     """No engine, store, server internals or raw HTTP in resonate_cli (the serve command's config and
     server are the one door to the daemon process, by design)."""
-    allowed = {"resonate_daemon.protocol.records", "resonate_daemon.paths", "resonate_daemon.server.config",
+    allowed = {"resonate_daemon.protocol.records", "resonate_daemon.protocol.results", "resonate_daemon.paths", "resonate_daemon.server.config",
                "resonate_daemon.server.server"}
     bad = []
     for package, path in source_files():

@@ -32,6 +32,7 @@ from resonate_daemon.core.transitions import (
     Expire,
     Finish,
     Release,
+    Reopen,
     Requeue,
     RootDone,
     Sent,
@@ -79,6 +80,7 @@ REQUESTS: dict[str, TaskRequest] = {
     "finish": Finish(1), "finish/wrong-counter": Finish(2), "drop": Drop(1), "drop/wrong-counter": Drop(2),
     "beat/holder": Beat(P1), "beat/other": Beat(P2), "sent": Sent(1, P1), "sent/stale": Sent(0, P1),
     "expire": Expire(), "release": Release(), "requeue": Requeue(), "root-done": RootDone(),
+    "reopen": Reopen(RECV2),
 }
 
 
@@ -136,6 +138,7 @@ def rows() -> list[Row]:
     r(s, "release", 200)
     r(s, "requeue", 200)
     r(s, "root-done", 200, None, Stored(COMPLETED, 1, None, 0))
+    r(s, "reopen", 200, engine=False)  # only a finished task runs again
 
     for s in ("enqueued", "enqueued-due"):  # they differ only in whether the sweep expires the send
         now, due = T0 + ADV[s], s == "enqueued-due"
@@ -155,6 +158,7 @@ def rows() -> list[Row]:
         r(s, "release", 200, None, back, released=True)
         r(s, "requeue", 200, None, back, released=True)
         r(s, "root-done", 200, None, Stored(COMPLETED, 1, None, T0 + RESEND))
+        r(s, "reopen", 200, engine=False)
 
     for s in ("claimed", "lapsed"):  # a lapsed lease still blocks claims and takes beats until swept
         now, due = T0 + ADV[s], s == "lapsed"
@@ -174,6 +178,7 @@ def rows() -> list[Row]:
         r(s, "release", 200, None, fenced, released=True)
         r(s, "requeue", 200)  # a claimed task keeps its lease over a daemon restart
         r(s, "root-done", 200, None, Stored(COMPLETED, 1, None, T0 + TTL))
+        r(s, "reopen", 200, engine=False)
 
     s = "completed"
     for name in ("claim", "claim/wrong-counter", "claim/root-done", "drop", "drop/wrong-counter"):
@@ -182,6 +187,8 @@ def rows() -> list[Row]:
         r(s, name, 200)  # completing twice is harmless, whatever the counter
     for name in ("beat/holder", "beat/other", "sent", "sent/stale", "expire", "release", "requeue", "root-done"):
         r(s, name, 200)
+    # a retried workflow: its finished invoke task goes back to INIT with the next counter, to the new recv
+    r(s, "reopen", 200, None, Stored(INIT, 2, None, 0), released=True, engine=False)
     return out
 
 
@@ -191,7 +198,7 @@ ROWS = rows()
 def test_row_ids_are_unique_and_cover_every_state_and_request() -> None:
     assert len({r.id for r in ROWS}) == len(ROWS)
     assert {(r.start, r.name) for r in ROWS} == set(product(ADV, REQUESTS))
-    assert len(ROWS) == 7 * 15
+    assert len(ROWS) == 7 * 16
 
 
 def record(start: str, timeout: int = T0 + HOUR) -> Task | None:
@@ -240,6 +247,8 @@ def test_task_transition_pure(row: Row) -> None:
         assert (verdict.task.ttl, verdict.task.attempt) == (TTL, task.attempt + 1)
         # the history: the first claim's time is kept, the holder is remembered after it lets go
         assert verdict.task.claimed_on == (task.claimed_on or now) and verdict.task.last_process_id == P2
+    if isinstance(row.request, Reopen):
+        assert (verdict.task.recv, verdict.task.completed_on) == (RECV2, None)
 
 
 def test_task_transition_clamps_deadlines_to_int64() -> None:

@@ -12,6 +12,7 @@ transports found here: it is expected to fail on that transport until the differ
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 import uuid
@@ -513,6 +514,63 @@ def test_empty_data_is_stored_as_none(transport: Transport, u: str, request: pyt
     assert made.promise.param == Value({}, None)
     done = t.call(P.CompletePromise(u + "p", "RESOLVED", Value({"h": "v"}, "")))
     assert done.promise.value == Value({"h": "v"}, None)
+
+
+def test_workflows_search_retry_and_fork(transport: Transport, u: str) -> None:
+    t = transport
+    root, func, recv, pid = u + "r", u + "f", f"poll://any@{u}g", u + "w"
+    tid = f"__invoke:{root}"
+    param = Value.of_text(json.dumps({"func": func, "args": [1], "kwargs": {}}))
+    tags = {INVOKE: recv, ROOT: root}
+    t.call(P.CreatePromise(root, FAR, param, tags))
+    t.call(P.ClaimTask(tid, 1, pid))
+    one = t.call(P.SettleStep(root + ".1", FAR, "RESOLVED", Value.of_text("1"), tags={ROOT: root, PARENT: root}))
+    t.call(P.SettleStep(root + ".2", FAR, "REJECTED", Value.of_text('"boom"'), tags={ROOT: root, PARENT: root}))
+    t.call(P.SettleStep(root + ".2.1", FAR, "RESOLVED", tags={ROOT: root, PARENT: root + ".2"}))
+    t.call(P.CreatePromise(u + "plain", FAR))  # not an invocation: never a workflow
+    fails(t, P.RetryWorkflow(root), errors.WorkflowRunning, 40903)
+    fails(t, P.ForkWorkflow(root, 1), errors.WorkflowRunning, 40903)
+    fails(t, P.RetryWorkflow(u + "plain"), errors.InvalidRequest, 40000)
+    fails(t, P.RetryWorkflow(u + "missing"), errors.PromiseNotFound, 40400)
+    t.call(P.CompletePromise(root, "REJECTED", Value.of_text('"boom"')))
+    t.call(P.CompleteTask(tid, 1))
+
+    page = t.call(P.SearchWorkflows(state="failed", func=func))
+    assert ([p.id for p in page.items], page.total, page.cursor) == ([root], 1, None)
+    assert t.call(P.SearchWorkflows(state="resolved", func=func)).total == 0
+    assert t.call(P.SearchWorkflows(func=func, since=t.now() + 60_000)).items == []
+    with pytest.raises(errors.InvalidRequest):
+        P.SearchWorkflows(state="sideways")
+
+    again = t.call(P.RetryWorkflow(root))
+    assert (again.id, again.state, again.param) == (root, "PENDING", param)
+    assert t.call(P.GetPromise(root + ".1")) == one.promise  # resolved: kept, the replay returns it
+    fails(t, P.GetPromise(root + ".2"), errors.PromiseNotFound, 40400)  # failed: runs again
+    fails(t, P.GetPromise(root + ".2.1"), errors.PromiseNotFound, 40400)  # below a failed step: too
+    task = task_of(t, tid)
+    assert (task.state, task.counter) == ("INIT", 2)
+    fails(t, P.RetryWorkflow(root), errors.WorkflowRunning, 40903)
+
+    t.call(P.ClaimTask(tid, 2, pid))
+    t.call(P.SettleStep(root + ".2", FAR, "RESOLVED", Value.of_text("2"), tags={ROOT: root, PARENT: root}))
+    t.call(P.CompletePromise(root, "RESOLVED", Value.of_text("3")))
+    t.call(P.CompleteTask(tid, 2))
+    fails(t, P.RetryWorkflow(root), errors.AlreadyResolved, 40301)
+
+    fork = t.call(P.ForkWorkflow(root, 1, u + "fk"))
+    assert (fork.id, fork.state, fork.param, fork.tags[ROOT], fork.tags[INVOKE]) == (
+        u + "fk", "PENDING", param, u + "fk", recv)
+    copied = t.call(P.GetPromise(u + "fk.1"))
+    assert (copied.state, copied.value, copied.tags[ROOT], copied.tags[PARENT]) == (
+        "RESOLVED", one.promise.value, u + "fk", u + "fk")
+    fails(t, P.GetPromise(u + "fk.2"), errors.PromiseNotFound, 40400)
+    assert task_of(t, f"__invoke:{u}fk").state == "INIT"
+    assert t.call(P.GetPromise(root)).state == "RESOLVED"  # the original stays as it was
+    fails(t, P.ForkWorkflow(root, 0, u + "fk"), errors.PromiseAlreadyExists, 40900)
+    fails(t, P.ForkWorkflow(root, 3), errors.InvalidRequest, 40000)
+    auto = t.call(P.ForkWorkflow(root, 0))
+    assert auto.id == root + "-fork-1"
+    assert t.call(P.SearchWorkflows(func=func)).total == 3
 
 
 def test_every_op_is_covered() -> None:

@@ -13,9 +13,6 @@ mode the transport serialises its callers. Rules (ARCHITECTURE.md): a promise ta
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -54,22 +51,25 @@ from ..protocol.records import (
     TAG_PARENT,
     TAG_ROOT,
     Callback,
-    Claimed,
-    Completed,
-    Created,
     Message,
-    Page,
     Promise,
-    Registered,
-    Running,
-    Status,
     Task,
-    TaskResult,
-    Tree,
     Value,
     after,
     decode_cursor,
     encode_cursor,
+    invocation_of,
+)
+from ..protocol.results import (
+    Claimed,
+    Completed,
+    Created,
+    Page,
+    Registered,
+    Running,
+    Status,
+    TaskResult,
+    Tree,
 )
 from ..store import Store
 from .schedules import Schedules
@@ -93,6 +93,7 @@ from .transitions import (
     promise_transition,
     task_transition,
 )
+from .workflows import Workflows
 
 T = TypeVar("T")
 
@@ -107,7 +108,7 @@ class _Fail:
     error: errors.ResonateError
 
 
-class Engine(Schedules):
+class Engine(Schedules, Workflows):
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  sink: Callable[[list[Message]], None] | None = None) -> None:
         self.store = store
@@ -501,22 +502,6 @@ class Engine(Schedules):
         """The store's side of the status; a daemon adds where it listens and who is connected."""
         return Status(mode="embedded", version=__version__, db=self.store.location,
                       promises=self.store.count_promises_by_state(), tasks=self.store.count_tasks_by_state())
-
-
-def invocation_of(param: Value) -> tuple[str | None, int]:
-    """The function (name, version) an invocation's param names, for routing: (None, 0) when it names
-    none a worker could match (any worker may take it then, as before). The param is JSON
-    ``{"func", "args", "kwargs", "version"}``; only its two plain fields are looked at."""
-    if not param.data:
-        return None, 0
-    try:
-        obj = json.loads(base64.b64decode(param.data))
-    except (ValueError, binascii.Error):
-        return None, 0
-    if not isinstance(obj, dict) or not isinstance(obj.get("func"), str):
-        return None, 0
-    version = obj.get("version")
-    return obj["func"], version if isinstance(version, int) and not isinstance(version, bool) else 0
 
 
 def _named(error: errors.ResonateError, task_id: str) -> errors.ResonateError:

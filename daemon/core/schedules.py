@@ -24,12 +24,14 @@ from ..protocol import CreateSchedule, DeleteSchedule, GetSchedule, ScheduleCrea
 from ..protocol.records import (
     TAG_INVOCATION,
     TAG_SCHEDULE,
-    Page,
     Schedule,
     Value,
     after,
     decode_cursor,
     encode_cursor,
+)
+from ..protocol.results import (
+    Page,
 )
 from .transitions import keys_match
 

@@ -196,7 +196,14 @@ class RootDone:
     """The root promise completed: nothing is left to execute."""
 
 
-TaskRequest = Claim | Finish | Drop | Beat | Sent | Expire | Release | Requeue | RootDone
+@dataclass(frozen=True, slots=True)
+class Reopen:
+    """A retried workflow: its finished invoke task runs again (counter+1, to ``recv``)."""
+
+    recv: str
+
+
+TaskRequest = Claim | Finish | Drop | Beat | Sent | Expire | Release | Requeue | RootDone | Reopen
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +262,8 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
             return TaskVerdict(200, _back(task, bump=task.state == CLAIMED), released=True)
         case Requeue(), "ENQUEUED":
             return TaskVerdict(200, _back(task, bump=False), released=True)
+        case Reopen(recv), "COMPLETED":
+            return TaskVerdict(200, replace(_back(task, bump=True), recv=recv, completed_on=None), released=True)
         case RootDone(), state if state != COMPLETED:
             # Not ``released``: with the root done, none of its other tasks may go out either.
             return TaskVerdict(200, replace(task, state=COMPLETED, completed_on=now, process_id=None))

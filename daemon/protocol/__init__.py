@@ -29,15 +29,18 @@ from .promise_ops import (
 from .records import *  # noqa: F403  (the records are the protocol's vocabulary)
 from .records import (
     Callback,
+    Promise,
+    Schedule,
+    Task,
+)
+from .results import *  # noqa: F403  (and the results of the operations)
+from .results import (
     Claimed,
     Completed,
     Created,
     Page,
-    Promise,
     Registered,
-    Schedule,
     Status,
-    Task,
     TaskResult,
     Tree,
 )
@@ -54,6 +57,7 @@ from .task_ops import (
     SearchTasks,
 )
 from .wire import Incoming, Op, Request
+from .workflow_ops import WORKFLOW_STATES, ForkWorkflow, RetryWorkflow, SearchWorkflows, WorkflowPage
 
 
 class Service(Protocol):
@@ -81,6 +85,9 @@ class Service(Protocol):
     def get_schedule(self, op: GetSchedule, /) -> Schedule: ...
     def delete_schedule(self, op: DeleteSchedule, /) -> None: ...
     def search_schedules(self, op: SearchSchedules, /) -> Page[Schedule]: ...
+    def search_workflows(self, op: SearchWorkflows, /) -> WorkflowPage: ...
+    def retry_workflow(self, op: RetryWorkflow, /) -> Promise: ...
+    def fork_workflow(self, op: ForkWorkflow, /) -> Promise: ...
 
 
 # In route order: for one method, a literal path comes before a {id:path} that would swallow it.
@@ -88,7 +95,7 @@ OPS: tuple[type[Op[Any]], ...] = (
     CreatePromise, SearchPromises, CreatePromiseAndTask, CreateCallback, CreateSubscription, GetPromise,
     CompletePromise, ClaimTask, CompleteTask, DropTask, Heartbeat, CreateSchedule, SearchSchedules,
     GetSchedule, DeleteSchedule, GetStatus, SearchTasks, SettleStep, CreateAndSubscribe, GetChildren,
-    GetTree, GetCallbacks,
+    GetTree, GetCallbacks, SearchWorkflows, RetryWorkflow, ForkWorkflow,
 )
 
 __all__ = [
@@ -96,5 +103,5 @@ __all__ = [
     "CreatePromise", "CreatePromiseAndTask", "CreateSchedule", "CreateSubscription", "DeleteSchedule", "DropTask",
     "GetCallbacks", "GetChildren", "GetPromise", "GetSchedule", "GetStatus", "GetTree", "Heartbeat", "Incoming",
     "Op", "Request", "ScheduleCreated", "SearchPromises", "SearchSchedules", "SearchTasks", "Service",
-    "SettleStep",
+    "SettleStep", "WORKFLOW_STATES", "ForkWorkflow", "RetryWorkflow", "SearchWorkflows", "WorkflowPage",
 ]

@@ -16,13 +16,15 @@ from .records import (
     PROMISE_STATES,
     SEARCH_STATES,
     Callback,
+    Promise,
+    Task,
+    Value,
+)
+from .results import (
     Completed,
     Created,
     Page,
-    Promise,
     Registered,
-    Task,
-    Value,
 )
 from .wire import (
     MAX_LIMIT,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .records import EMPTY, Page, Schedule, Value
+from .records import EMPTY, Schedule, Value
+from .results import Page
 from .wire import (
     MAX_LIMIT,
     ById,

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .promise_ops import DEFAULT_TTL_MS
-from .records import TASK_STATES, Callback, Claimed, Promise, Running, Status, Task, TaskResult, Tree
+from .records import TASK_STATES, Callback, Promise, Task
+from .results import Claimed, Running, Status, TaskResult, Tree
 from .wire import (
     MAX_LIMIT,
     ById,

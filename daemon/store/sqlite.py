@@ -37,6 +37,7 @@ from .sqlite_schema import (
     MIGRATIONS,
     MODELS,
     SCHEMA_VERSION,
+    TOPS,
     CallbackRow,
     FileLock,
     MetaRow,
@@ -268,6 +269,56 @@ class SqliteStore:
             out = out[:limit]
             return out, (out[-1].created_on, out[-1].id)
         return out, None
+
+    def search_workflows(self, states: tuple[str, ...] | None, func: str | None, since: int | None, limit: int,
+                         cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
+        where, params = self._workflows_where(states, func, since)
+        if cursor:
+            where += " AND (p.created_on < ? OR (p.created_on = ? AND p.id < ?))"
+            params += [cursor[0], cursor[0], cursor[1]]
+        cols = ", ".join(f"p.{c}" for c in PROMISE_COLUMNS)
+        sql = (f"SELECT {cols} FROM promises p INDEXED BY promises_tops WHERE {where} "
+               f"ORDER BY p.created_on DESC, p.id DESC LIMIT ?")
+        rows = self.db.execute_sql(sql, [*params, limit + 1]).fetchall()
+        found = [_promise_t(r) for r in rows[:limit]]
+        return found, (found[-1].created_on, found[-1].id) if len(rows) > limit else None
+
+    def count_workflows(self, states: tuple[str, ...] | None, func: str | None, since: int | None) -> int:
+        where, params = self._workflows_where(states, func, since)
+        return int(self.db.execute_sql(f"SELECT COUNT(*) FROM promises p INDEXED BY promises_tops WHERE {where}",
+                                       params).fetchone()[0])
+
+    @staticmethod
+    def _workflows_where(states: tuple[str, ...] | None, func: str | None, since: int | None) -> tuple[str, list[Any]]:
+        """Tops of call graphs that are invocations (their invoke task exists), filtered."""
+        where = TOPS.replace("parent_id", "p.parent_id").replace("= id", "= p.id")
+        task = "SELECT 1 FROM tasks t WHERE t.id = '__invoke:' || p.id"
+        params: list[Any] = []
+        if func:
+            task += " AND t.func = ?"
+            params.append(func)
+        where += f" AND EXISTS ({task})"
+        if states:
+            where += f" AND p.state IN ({', '.join('?' * len(states))})"
+            params += list(states)
+        if since is not None:
+            where += " AND p.created_on >= ?"
+            params.append(since)
+        return where, params
+
+    def reopen_promise(self, p: Promise) -> None:
+        PromiseRow.update(state=p.state, value_headers=_dumps(p.value.headers), value_data=p.value.data,
+                          ikey_complete=p.idempotency_key_for_complete, completed_on=p.completed_on,
+                          timeout=p.timeout).where(PromiseRow.id == p.id).execute()
+
+    def delete_promises(self, ids: list[str]) -> int:
+        deleted = 0
+        for i in range(0, len(ids), 500):  # SQLite limits the parameters of one statement
+            chunk = ids[i:i + 500]
+            deleted += PromiseRow.delete().where(PromiseRow.id.in_(chunk)).execute()
+            TaskRow.delete().where(TaskRow.root_id.in_(chunk)).execute()
+            CallbackRow.delete().where(CallbackRow.promise_id.in_(chunk)).execute()
+        return deleted
 
     def count_promises_by_state(self) -> dict[str, int]:
         query = PromiseRow.select(PromiseRow.state, pw.fn.COUNT(PromiseRow.id)).group_by(PromiseRow.state)

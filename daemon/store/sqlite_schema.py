@@ -111,6 +111,10 @@ class MetaRow(_Model):
 MODELS: list[type[pw.Model]] = [PromiseRow, TaskRow, CallbackRow, ScheduleRow, MetaRow]
 
 
+# A promise at the top of a call graph: no parent, or (official SDKs) itself as its parent.
+TOPS = "(parent_id IS NULL OR parent_id = id)"
+
+
 def _migrate_1(db: pw.Database) -> None:
     db.create_tables(MODELS)
 
@@ -123,6 +127,8 @@ def _migrate_2(db: pw.Database) -> None:
                        ("last_process_id", "TEXT")):
         if name not in have:
             db.execute_sql(f"ALTER TABLE tasks ADD COLUMN {name} {decl}")
+    # The workflows list reads the tops of call graphs newest first: a partial index holds just those.
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS promises_tops ON promises (created_on DESC, id DESC) WHERE {TOPS}")
 
 
 # Schema migrations in order; entry i brings the schema from version i to i+1.
