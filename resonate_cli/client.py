@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from resonate_daemon.paths import default_db_path, default_socket_path
-from resonate_daemon.protocol.records import Status
+from resonate_daemon.protocol.results import Status
 
 from resonate import Registry, Resonate
 from resonate.errors import StoreLocked, Unreachable

@@ -14,7 +14,7 @@ ERROR = 1  # anything not named below
 USAGE = 2  # bad flags or arguments, invalid JSON data, a terminal needed but absent
 NOT_FOUND = 3  # no such promise, task or schedule; a function the app does not register
 UNREACHABLE = 4  # no daemon answers (or one holds the database but its socket is silent)
-CONFLICT = 5  # the promise is already completed, or exists with another idempotency key
+CONFLICT = 5  # the promise is already completed, or exists with another idempotency key; a workflow still runs
 TIMED_OUT = 6  # waiting ran past --timeout, or the promise itself timed out
 REJECTED = 7  # the execution (or the awaited promise) was rejected or canceled
 
@@ -24,7 +24,7 @@ TABLE = [
     (USAGE, "usage error (bad flag, argument or JSON)"),
     (NOT_FOUND, "not found (promise, task, function)"),
     (UNREACHABLE, "daemon unreachable"),
-    (CONFLICT, "conflict: already completed or exists"),
+    (CONFLICT, "conflict: already completed, exists, or still running"),
     (TIMED_OUT, "timed out waiting"),
     (REJECTED, "execution rejected or canceled"),
 ]
@@ -33,7 +33,7 @@ HELP = "Exit codes: " + ", ".join(f"{code} {what}" for code, what in TABLE) + ".
 
 _NOT_FOUND = (errors.PromiseNotFound, errors.TaskNotFound, errors.ScheduleNotFound, errors.NotRegistered)
 _CONFLICT = (errors.AlreadyResolved, errors.AlreadyRejected, errors.AlreadyCanceled, errors.AlreadyTimedOut,
-             errors.PromiseAlreadyExists, errors.ScheduleAlreadyExists)
+             errors.PromiseAlreadyExists, errors.ScheduleAlreadyExists, errors.WorkflowRunning)
 
 
 def code_for(exc: BaseException) -> int:

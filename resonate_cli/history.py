@@ -20,8 +20,10 @@ from resonate_daemon.protocol.records import (
     TAG_SCOPE,
     TAG_TIMEOUT,
     Promise,
-    Running,
     Task,
+)
+from resonate_daemon.protocol.results import (
+    Running,
     Tree,
 )
 from rich.markup import escape
@@ -47,6 +49,7 @@ class Step:
     worker: str
     error: codec.ErrorInfo | None
     note: str  # what a pending step is doing: running, retrying, sleeping, waiting
+    number: str = ""  # "2" is the root's second call, "2.1" that call's first (fork --from-step counts these)
 
     @property
     def took(self) -> int | None:
@@ -55,7 +58,7 @@ class Step:
         return (self.ended if self.ended is not None else now_ms()) - self.started
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.promise.id, "depth": self.depth, "kind": self.kind, "func": self.func, "args": self.args,
+        return {"id": self.promise.id, "step": self.number or None, "depth": self.depth, "kind": self.kind, "func": self.func, "args": self.args,
                 "state": self.promise.state, "started": self.started, "ended": self.ended, "tookMs": self.took,
                 "attempts": self.attempts, "worker": self.worker or None, "note": self.note or None,
                 "error": self.error.to_json() if self.error is not None else None}
@@ -84,12 +87,15 @@ def steps_of(tree: Tree) -> list[Step]:
             kids.setdefault(r.parent, []).append(Promise(r.id, PENDING, EMPTY, EMPTY, 0, {
                 TAG_PARENT: r.parent, TAG_FUNC: r.func, TAG_SCOPE: "local"}, r.started))
     out: list[Step] = []
-    stack = [(root, 0)]
+    stack = [(root, 0, "")]
     while stack:
-        p, depth = stack.pop()
-        out.append(_step(p, depth, tasks.get(p.id, []), running.get(p.id), sorted(timers.get(p.id, []), key=_n)))
-        for child in sorted(kids.get(p.id, []), key=lambda c: (c.created_on, c.id), reverse=True):
-            stack.append((child, depth + 1))
+        p, depth, number = stack.pop()
+        step = _step(p, depth, tasks.get(p.id, []), running.get(p.id), sorted(timers.get(p.id, []), key=_n))
+        step.number = number
+        out.append(step)
+        children = sorted(kids.get(p.id, []), key=lambda c: (c.created_on, _n(c)))  # the order of the calls
+        for i, child in reversed(list(enumerate(children, 1))):
+            stack.append((child, depth + 1, f"{number}.{i}" if number else str(i)))
     return out
 
 
@@ -218,10 +224,10 @@ def steps_table(steps: list[Step]) -> Table:
     for col in ("#", "STEP", "FUNCTION", "ARGS", "STATE", "STARTED", "TOOK", "ATTEMPTS", "WORKER", "ERROR / NOW"):
         table.add_column(col, overflow="fold" if col in ("ERROR / NOW", "STEP") else "ellipsis",
                          no_wrap=col not in ("ERROR / NOW", "STEP"), max_width=40 if col == "ARGS" else None)
-    for n, step in enumerate(steps):
+    for step in steps:
         p = step.promise
         what = f"[red]{escape(str(step.error))}[/]" if step.error is not None else escape(step.note)
-        table.add_row(str(n), "  " * step.depth + escape(p.id), escape(step.func), escape(step.args),
+        table.add_row(step.number, "  " * step.depth + escape(p.id), escape(step.func), escape(step.args),
                       state_text(p.state), when(step.started) if step.started else "-", took_text(step),
                       str(step.attempts), escape(step.worker or "-"), what)
     return table

@@ -10,7 +10,8 @@ from contextlib import nullcontext
 from typing import Any
 
 import typer
-from resonate_daemon.protocol.records import Promise, Status, address_of, parse_address
+from resonate_daemon.protocol.records import Promise, address_of, parse_address
+from resonate_daemon.protocol.results import Status
 from rich.markup import escape
 
 from resonate.handle import Handle

@@ -11,10 +11,11 @@ import signal
 import time
 
 import typer
-from resonate_daemon.protocol.records import Status, Task
+from resonate_daemon.protocol.records import Task
+from resonate_daemon.protocol.results import Status
 from rich.table import Table
 
-from . import exits, invoke, promises, schedules, serve
+from . import exits, invoke, promises, schedules, serve, workflows
 from .history import rich_tree, steps_of, steps_table, tree_json
 from .output import JSON_HELP, View, err, fail, out, output
 from .render import print_error, state_text, when
@@ -69,6 +70,9 @@ def main(
 app.command(epilog=invoke.EXAMPLE)(invoke.invoke)
 app.add_typer(promises.app, name="promises")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(workflows.app, name="workflows")
+app.command()(workflows.retry)
+app.command()(workflows.fork)
 app.command()(serve.serve)
 app.command()(serve.worker)
 

@@ -38,8 +38,9 @@ def import_app(spec: str | None) -> ModuleType | None:
 
 @contextmanager
 def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: bool = False,
-          worker_group: str | None = None) -> Iterator[Client]:
-    """Open the client for one command, map every error to its exit code, and always close it."""
+          worker_group: str | None = None, quiet: bool = False) -> Iterator[Client]:
+    """Open the client for one command, map every error to its exit code, and always close it. ``quiet``:
+    a second open in one command does not repeat the embedded-store notice."""
     try:
         client = open_client(target_of(ctx), app=app, require_daemon=require_daemon, worker_group=worker_group)
     except NeedsDaemon as exc:
@@ -48,7 +49,7 @@ def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: 
         fail(str(exc), exits.USAGE, kind="LookupError")
     except Exception as exc:
         fail_with(exc)
-    if not client.daemon and not json_mode():
+    if not client.daemon and not json_mode() and not quiet:
         err.print(f"[dim]embedded store at {client.target.db_path} (no daemon at {client.target.socket_path})[/]",
                   highlight=False)
     try:

@@ -1,0 +1,39 @@
+"""The retry and fork tests' app: three steps, each appending its name to the file ORDER_LOG names (the
+side effects the tests count); the charge step raises KeyError while ORDER_BROKEN is set (the bug a
+user fixes before retrying: a worker started without it has the fix)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from resonate import Context, NonRetryable, Resonate
+
+resonate = Resonate.local()
+
+
+class Broken(NonRetryable):
+    """The bug: fails the step at once (no retries), so the workflow is rejected."""
+
+
+def step(ctx: Context, name: str) -> str:
+    with open(os.environ["ORDER_LOG"], "a") as f:
+        f.write(name + "\n")
+    if name == "charge" and os.environ.get("ORDER_BROKEN"):
+        raise Broken(f"KeyError: 'reviewer' while charging order {name}")
+    return name.upper()
+
+
+@resonate.register
+def order(ctx: Context, n: int) -> Any:
+    a = yield ctx.run(step, "reserve")
+    b = yield ctx.run(step, "charge")
+    c = yield ctx.run(step, "ship")
+    return [a, b, c, n]
+
+
+@resonate.register
+def held(ctx: Context, n: int) -> Any:
+    """Waits on a person: still running until someone resolves ``<id>.1``."""
+    p = yield ctx.promise()
+    return (yield p)

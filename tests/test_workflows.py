@@ -1,0 +1,197 @@
+"""Acting on a failure: `resonate workflows list`, `resonate retry` and `resonate fork` on real processes (a
+daemon, `resonate worker` subprocesses, the CLI as a subprocess), and embedded on a database file.
+
+Side effects are counted in a file every step appends to (tests/programs/order_app.py): a retry must not
+run again a step that resolved, a fork from step N must run only the steps after N."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from daemon_proc import Daemon
+from typer.testing import CliRunner
+
+from resonate_cli import exits
+from resonate_cli.main import app
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ORDER_APP = os.path.join(HERE, "programs", "order_app.py")
+CLI = [sys.executable, "-m", "resonate_cli"]
+WAIT_S = 30.0
+
+
+def until(predicate: Any, what: str, timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)  # a poll interval of a bounded wait on other processes
+    raise TimeoutError(what)
+
+
+class Setup:
+    def __init__(self, daemon: Daemon, log: str) -> None:
+        self.daemon, self.log = daemon, log
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RESONATE_", "ORDER_"))}
+        self.env.update(RESONATE_SOCKET=daemon.socket, NO_COLOR="1", COLUMNS="200", ORDER_LOG=log)
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self, **env: str) -> None:
+        self.worker = subprocess.Popen([*CLI, "worker", ORDER_APP, "--group", "orders"], env={**self.env, **env},
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def connected() -> bool:
+            with self.daemon.client() as c:
+                groups = c.get("/v1/status").json()["functions"].get("orders", {})
+            return any(fs and "order" in fs for pid, fs in groups.items())
+        until(connected, "the worker to connect")
+
+    def stop_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.terminate()
+        assert self.worker.wait(timeout=15) == 0
+        self.worker = None
+
+        def gone() -> bool:
+            with self.daemon.client() as c:
+                return not c.get("/v1/status").json()["functions"].get("orders")
+        until(gone, "the worker to disconnect")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], env=self.env, capture_output=True, text=True, timeout=60)
+
+    def effects(self) -> list[str]:
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return f.read().split()
+
+
+@pytest.fixture
+def setup(short_dir: str) -> Iterator[Setup]:
+    d = Daemon().start()
+    s = Setup(d, os.path.join(short_dir, "effects.log"))
+    try:
+        yield s
+    finally:
+        if s.worker is not None:
+            s.worker.kill()
+            s.worker.wait()
+        d.stop()
+        d.cleanup()
+
+
+def test_retry_after_a_fix_runs_only_what_did_not_resolve_and_fork_only_what_follows(setup: Setup) -> None:
+    s = setup
+    s.start_worker(ORDER_BROKEN="1")
+    failed = s.cli("invoke", "order", "7", "--id", "o1", "--group", "orders")
+    assert failed.returncode == exits.REJECTED, failed.stderr
+    assert "Broken: KeyError: 'reviewer'" in failed.stderr
+    assert s.effects() == ["reserve", "charge"]
+
+    listed = s.cli("workflows", "list", "--state", "failed", "--json")
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)
+    assert (doc["total"], [w["id"] for w in doc["workflows"]], doc["workflows"][0]["func"]) == (1, ["o1"], "order")
+    assert doc["workflows"][0]["error"]["type"].endswith("Broken")
+    steps = json.loads(s.cli("steps", "o1", "--json").stdout)["steps"]
+    assert [(x["step"], x["func"], x["state"]) for x in steps] == [
+        (None, "order", "REJECTED"), ("1", "step", "RESOLVED"), ("2", "step", "REJECTED")]
+
+    s.stop_worker()  # the fix: a worker with the new code
+    s.start_worker()
+    retried = s.cli("retry", "o1", "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["result"] == ["RESERVE", "CHARGE", "SHIP", 7]
+    assert s.effects() == ["reserve", "charge", "charge", "ship"]  # reserve kept its result
+
+    again = s.cli("retry", "o1")
+    assert again.returncode == exits.CONFLICT and "already resolved" in again.stderr
+
+    forked = s.cli("fork", "o1", "--from-step", "2", "--id", "o1b", "--json")
+    assert forked.returncode == 0, forked.stderr
+    assert (json.loads(forked.stdout)["id"], json.loads(forked.stdout)["result"]) == (
+        "o1b", ["RESERVE", "CHARGE", "SHIP", 7])
+    assert s.effects() == ["reserve", "charge", "charge", "ship", "ship"]  # only the step after 2
+
+    whole = s.cli("fork", "o1", "--from-step", "0", "--no-wait")
+    assert (whole.returncode, whole.stdout) == (0, "o1-fork-1\n")
+    until(lambda: s.effects()[5:] == ["reserve", "charge", "ship"], "the fork from step 0 to run every step")
+
+    past = s.cli("fork", "o1", "--from-step", "4")
+    assert past.returncode == exits.USAGE and "made 3 steps" in past.stderr
+    taken = s.cli("fork", "o1", "--from-step", "1", "--id", "o1b")
+    assert taken.returncode == exits.CONFLICT and "already exists" in taken.stderr
+    resolved = json.loads(s.cli("workflows", "list", "--func", "order", "--state", "resolved", "--json").stdout)
+    assert resolved["total"] == 3
+
+
+def test_a_running_workflow_is_refused_with_a_clear_message(setup: Setup) -> None:
+    s = setup
+    s.start_worker()
+    started = s.cli("invoke", "held", "1", "--id", "h1", "--group", "orders", "--no-wait")
+    assert started.returncode == 0, started.stderr
+
+    def waiting() -> bool:
+        with s.daemon.client() as c:
+            return c.get("/promises/h1.1").status_code == 200
+    until(waiting, "the workflow to wait on its promise")
+    for args in (("retry", "h1"), ("fork", "h1", "--from-step", "0")):
+        refused = s.cli(*args)
+        assert refused.returncode == exits.CONFLICT, refused.stderr
+        assert "still running" in refused.stderr and "resonate promises cancel h1" in refused.stderr
+    step = s.cli("retry", "h1.1")
+    assert step.returncode == exits.USAGE and "not a workflow" in step.stderr
+    missing = s.cli("retry", "nope")
+    assert missing.returncode == exits.NOT_FOUND
+
+
+def test_no_worker_for_the_function_fails_fast_unless_queued(setup: Setup) -> None:
+    s = setup
+    s.start_worker(ORDER_BROKEN="1")
+    assert s.cli("invoke", "order", "1", "--id", "o2", "--group", "orders").returncode == exits.REJECTED
+    s.stop_worker()
+    alone = s.cli("retry", "o2")
+    assert alone.returncode == exits.NOT_FOUND and "no worker of group 'orders' has 'order'" in alone.stderr
+    assert json.loads(s.cli("promises", "get", "o2", "--json").stdout)["state"] == "REJECTED"  # nothing changed
+    queued = s.cli("retry", "o2", "--queue", "--no-wait")
+    assert (queued.returncode, queued.stdout) == (0, "o2\n")
+    s.start_worker()
+    until(lambda: json.loads(s.cli("promises", "get", "o2", "--json").stdout)["state"] == "RESOLVED",
+          "the queued retry to run on the worker that connects")
+
+
+def test_embedded_retry_and_fork_run_here_with_the_app(short_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = os.path.join(short_dir, "effects.log")
+    monkeypatch.setenv("ORDER_LOG", log)
+    monkeypatch.setenv("ORDER_BROKEN", "1")
+    env = {"RESONATE_DB": os.path.join(short_dir, "r.db"), "RESONATE_SOCKET": "", "XDG_RUNTIME_DIR": short_dir,
+           "RESONATE_URL": "", "RESONATE_TOKEN": ""}
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(app, list(args), env=env)
+
+    assert cli("invoke", "order", "3", "--id", "e1", "--app", ORDER_APP).exit_code == exits.REJECTED
+    needs = cli("retry", "e1")
+    assert needs.exit_code == exits.USAGE and "pass --app" in needs.stderr
+    monkeypatch.delenv("ORDER_BROKEN")
+    done = cli("retry", "e1", "--app", ORDER_APP)
+    assert (done.exit_code, done.stdout) == (0, '["RESERVE", "CHARGE", "SHIP", 3]\n'), done.stderr
+    assert done.stderr.count("embedded store at") == 1
+    fork = cli("fork", "e1", "--from-step", "1", "--app", ORDER_APP, "--json")
+    assert fork.exit_code == 0 and json.loads(fork.stdout)["id"] == "e1-fork-1"
+    with open(log) as f:
+        assert f.read().split() == ["reserve", "charge", "charge", "ship", "charge", "ship"]
+    listed = cli("workflows", "list", "--since", "1h", "--json-lines")
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == ["e1-fork-1", "e1"]
+    assert cli("workflows", "list", "--since", "yesterday-ish").exit_code == exits.USAGE
+    assert cli("workflows", "list", "--state", "sideways").exit_code == exits.USAGE
