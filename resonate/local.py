@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import TypeVar
 
 from resonate_daemon.clock import Clock
@@ -104,6 +105,20 @@ class LocalTransport:
             self._timers.start()
         for m in backlog:
             on_message(m)
+
+    def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Changes made by this process (it holds the file alone), as the engine commits them."""
+        with self._lock:
+            from resonate_daemon.protocol import GetPromise
+
+            GetPromise(id).run(self.engine)  # PromiseNotFound, as through a daemon
+            stop = self.engine.watch(id, notify)
+
+        def unwatch() -> None:
+            with self._lock:
+                stop()
+
+        return unwatch
 
     def close(self) -> None:
         self._on_message = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from resonate_daemon.protocol import (
@@ -157,6 +158,16 @@ class Promises:
     def tree(self, id: str, *, limit: int = 5000) -> Tree:
         """``id`` and every promise below it, in one request (``truncated`` past ``limit``)."""
         return self._t.call(GetTree(id, limit))
+
+    def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify`` (from another thread) each time the call graph under ``id`` changes: a step
+        starts or ends, a task is claimed; returns the function that stops watching. Read ``tree`` again
+        when it fires. Example::
+
+            changed = threading.Event()
+            stop = resonate.promises.watch("order-7", changed.set)
+        """
+        return self._t.watch(id, notify)
 
     @staticmethod
     def value(promise: Promise) -> Any:

@@ -264,6 +264,79 @@ class RemoteTransport:
             return
         on_message(message)
 
+    # -- watching a call graph ---------------------------------------------------------------------
+    def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """The daemon's change events for the graph under ``id`` (``GET /v1/promises/{id}/watch``), read
+        by a thread that reconnects by itself (and then calls ``notify``: changes may have been missed).
+        PromiseNotFound at once if there is no such promise."""
+        target = f"{self._prefix}/v1/promises/{urllib.parse.quote(id, safe='')}/watch"
+        closing = threading.Event()
+        first: list[BaseException | None] = []
+        ready = threading.Event()
+        holder: list[http.client.HTTPConnection] = []
+
+        def run() -> None:
+            delay = 0.05
+            while not closing.is_set():
+                conn = self._new(STREAM_CONNECT_TIMEOUT_S)
+                holder[:] = [conn]
+                try:
+                    conn.request("GET", target, headers={**self._headers, "Accept": "text/event-stream"})
+                    response = conn.getresponse()
+                    if response.status != 200:
+                        raise errors.from_json(_json_or_none(response.read()), response.status)
+                    if conn.sock is not None:
+                        conn.sock.settimeout(None)  # the daemon pings an idle stream
+                    if ready.is_set():
+                        notify()
+                    else:
+                        first.append(None)
+                        ready.set()
+                    delay = 0.05
+                    while not closing.is_set():
+                        line = response.readline()
+                        if not line:
+                            break
+                        if line.startswith(b"data:"):
+                            notify()
+                except Exception as exc:
+                    if not ready.is_set():
+                        first.append(exc)
+                        ready.set()
+                        return
+                    if closing.is_set():
+                        return
+                    log.warning("watch stream from %s lost (%s); reconnecting", self._where, exc)
+                finally:
+                    conn.close()
+                if closing.wait(delay):
+                    return
+                delay = min(delay * 2, RECONNECT_MAX_S)
+
+        thread = threading.Thread(target=run, name="resonate-watch", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            closing.set()
+            for conn in holder:
+                if conn.sock is not None:
+                    try:
+                        conn.sock.shutdown(_socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            thread.join(timeout=2.0)
+
+        if not ready.wait(timeout=self.retry_for + STREAM_CONNECT_TIMEOUT_S):
+            stop()
+            raise errors.Unreachable(f"no resonate daemon answers at {self._where} (watching {id!r})")
+        if first and first[0] is not None:
+            stop()
+            error = first[0]
+            if isinstance(error, errors.ResonateError):
+                raise error
+            raise errors.Unreachable(f"no resonate daemon answers at {self._where}: {error}")
+        return stop
+
     def __repr__(self) -> str:
         return f"<RemoteTransport {self._where}>"
 

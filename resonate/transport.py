@@ -39,6 +39,11 @@ class Transport(Protocol):
         sends only tasks of the ``functions`` announced (name -> versions; None: any)."""
         ...
 
+    def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify`` (on another thread) whenever the call graph under ``id`` changes, until the
+        returned function is called. ``notify`` is a wake-up, not data: read the tree again."""
+        ...
+
     def close(self) -> None: ...
 
     def now(self) -> int:

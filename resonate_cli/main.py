@@ -16,6 +16,7 @@ from resonate_daemon.protocol.results import Status
 from rich.table import Table
 
 from . import exits, invoke, promises, schedules, serve, workflows
+from .follow import follow as follow_tree
 from .history import rich_tree, steps_of, steps_table, tree_json
 from .output import JSON_HELP, View, err, fail, out, output
 from .render import print_error, state_text, when
@@ -138,15 +139,20 @@ def stop(ctx: typer.Context,
 
 
 @app.command("tree")
-@output(json_help=JSON_HELP + " Nested under 'children'.")
+@output(lines=True, json_help=JSON_HELP + " Nested under 'children'.")
 def tree_(ctx: typer.Context, id: str = typer.Argument(..., help="The root (or any) promise id.",
-                                                       autocompletion=promises.complete_id)) -> View:
+                                                       autocompletion=promises.complete_id),
+          follow: bool = typer.Option(False, "--follow", "-f",
+                                      help="Redraw as steps start and finish, until it completes (exit code as "
+                                           "invoke's); with --json-lines, one event per change.")) -> View:
     """The call graph under a promise: functions, run or rpc, state, duration, attempts, worker, errors,
     and what is pending doing now (running, retrying, sleeping, waiting).
 
-    Example: resonate tree order-7
+    Examples: resonate tree order-7 · resonate tree order-7 --follow · resonate tree order-7 -f --json-lines
     """
     with using(ctx) as client:
+        if follow:
+            return follow_tree(client, id, TREE_LIMIT)
         found = client.resonate.promises.tree(id, limit=TREE_LIMIT)
     steps = steps_of(found)
 
@@ -155,7 +161,8 @@ def tree_(ctx: typer.Context, id: str = typer.Argument(..., help="The root (or a
         if found.truncated:
             err.print(f"(cut at {TREE_LIMIT} promises)")
 
-    return View(tree_json(steps), human)
+    docs = [s.to_json() for s in steps]
+    return View(tree_json(steps), human, items=docs)
 
 
 @app.command()

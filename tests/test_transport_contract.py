@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -571,6 +572,38 @@ def test_workflows_search_retry_and_fork(transport: Transport, u: str) -> None:
     auto = t.call(P.ForkWorkflow(root, 0))
     assert auto.id == root + "-fork-1"
     assert t.call(P.SearchWorkflows(func=func)).total == 3
+
+
+def test_watch_wakes_on_changes_under_the_graph(transport: Transport, u: str) -> None:
+    t = transport
+    root = u + "r"
+    t.call(P.CreatePromise(root, FAR, tags={ROOT: root}))
+    changed = threading.Event()
+    stop = t.watch(root, changed.set)
+    try:
+        t.call(P.CreatePromise(u + "elsewhere", FAR, tags={ROOT: u + "elsewhere"}))
+        t.call(P.GetPromise(root))
+        assert not changed.is_set()  # another graph's change is not ours
+        t.call(P.CreatePromise(root + ".1", FAR, tags={ROOT: root, PARENT: root}))
+        assert changed.wait(WAIT_S)
+        changed.clear()
+        t.call(P.CompletePromise(root + ".1", "RESOLVED"))
+        assert changed.wait(WAIT_S)
+        changed.clear()
+        # an rpc child runs as a root of its own: its steps carry its id, and are watched too
+        t.call(P.CreatePromise(root + ".2", FAR, tags={ROOT: root, PARENT: root, INVOKE: f"poll://any@{u}g"}))
+        assert changed.wait(WAIT_S)
+        changed.clear()
+        t.call(P.SettleStep(root + ".2.1", FAR, "RESOLVED", tags={ROOT: root + ".2", PARENT: root + ".2"}))
+        assert changed.wait(WAIT_S)
+    finally:
+        stop()
+    changed.clear()
+    t.call(P.CreatePromise(root + ".3", FAR, tags={ROOT: root, PARENT: root}))
+    t.call(P.GetPromise(root))
+    assert not changed.is_set()  # stopped
+    with pytest.raises(errors.PromiseNotFound):
+        t.watch(u + "missing", changed.set)
 
 
 def test_every_op_is_covered() -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -195,3 +197,45 @@ def test_embedded_retry_and_fork_run_here_with_the_app(short_dir: str, monkeypat
     assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == ["e1-fork-1", "e1"]
     assert cli("workflows", "list", "--since", "yesterday-ish").exit_code == exits.USAGE
     assert cli("workflows", "list", "--state", "sideways").exit_code == exits.USAGE
+
+
+def test_follow_prints_each_step_as_it_finishes_until_the_workflow_completes(setup: Setup) -> None:
+    s = setup
+    s.start_worker()
+    assert s.cli("invoke", "gated", "5", "--id", "g1", "--group", "orders", "--no-wait").returncode == 0
+    proc = subprocess.Popen([*CLI, "tree", "g1", "--follow", "--json-lines"], env=s.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
+    reader.start()
+    seen: list[tuple[str, str, str]] = []
+
+    def until_event(event: str, id: str) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while (event, id) not in {(e, i) for e, i, _ in seen}:
+            doc = json.loads(lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
+            seen.append((doc["event"], doc["id"], doc["state"]))
+
+    try:
+        until_event("started", "g1.2")  # the person's promise: the workflow waits on it, the follow goes on
+        until_event("completed", "g1.1")
+        assert ("completed", "g1.1", "RESOLVED") in seen and proc.poll() is None
+        assert not any(i == "g1" and e == "completed" for e, i, _ in seen)
+        assert s.cli("promises", "resolve", "g1.2", "--data", '"yes"').returncode == 0
+        until_event("completed", "g1")
+        assert proc.wait(timeout=WAIT_S) == 0
+        reader.join(timeout=WAIT_S)
+        while not lines.empty():
+            doc = json.loads(lines.get_nowait())
+            seen.append((doc["event"], doc["id"], doc["state"]))
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    done = [(i, state) for e, i, state in seen if e == "completed"]
+    assert done == [("g1.1", "RESOLVED"), ("g1.2", "RESOLVED"), ("g1.3", "RESOLVED"), ("g1", "RESOLVED")]
+    again = s.cli("tree", "g1", "--follow")  # already over: the tree at once
+    assert again.returncode == 0 and "gated" in again.stdout and "g1.3" in again.stdout
+    assert s.cli("tree", "nope", "--follow").returncode == exits.NOT_FOUND

@@ -93,7 +93,8 @@ from .transitions import (
     promise_transition,
     task_transition,
 )
-from .workflows import Workflows
+from .watch import Watch
+from .workflows import MAX_GRAPH, Workflows
 
 T = TypeVar("T")
 
@@ -122,18 +123,22 @@ class Engine(Schedules, Workflows):
         self._earliest: int | None = None
         # What each worker process reports running now (its heartbeats): memory only, never stored.
         self.running: dict[str, dict[str, Running]] = {}
+        # Who watches a call graph change (see ``watch``), and what this transaction touched for them.
+        self.watches: list[Watch] = []
+        self._touched: list[tuple[str, str, bool]] = []
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _run(self, fn: Callable[[int], T | _Fail], *, durable: bool = True) -> T:
         """Run ``fn(now)`` in one transaction; deliver its messages after commit; raise its error after.
         ``durable=False`` commits without the fsync."""
-        self._outbox, self._earliest = [], None
+        self._outbox, self._earliest, self._touched = [], None, []
         try:
             with self.store.transaction(durable):
                 result = fn(self.clock.now())
-            messages, earliest = self._outbox, self._earliest
+            messages, earliest, touched = self._outbox, self._earliest, self._touched
         finally:
-            self._outbox, self._earliest = [], None
+            self._outbox, self._earliest, self._touched = [], None, []
+        self._offer(touched)
         if earliest is not None and self.wake is not None and (self.wake_at is None or earliest < self.wake_at):
             self.wake()
         if messages and self.sink is not None:
@@ -141,6 +146,30 @@ class Engine(Schedules, Workflows):
         if isinstance(result, _Fail):
             raise result.error
         return result
+
+    def _touch(self, p: Promise) -> None:
+        """Note a promise written in this transaction, for the watches (nothing when nobody watches)."""
+        if self.watches:
+            self._touched.append((p.tags.get(TAG_ROOT) or p.id, p.id, TAG_INVOKE in p.tags))
+
+    def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify`` after each commit that changes the call graph under ``id`` (its promises, its
+        tasks, the steps its workers report running); returns the function that stops it. ``notify`` runs
+        on the engine's thread, inside no transaction: it must only wake its watcher."""
+        roots = [id, *(p.id for p in self.store.subtree(id, MAX_GRAPH) if TAG_INVOKE in p.tags)]
+        w = Watch(roots, notify)
+        self.watches.append(w)
+
+        def stop() -> None:
+            if w in self.watches:
+                self.watches.remove(w)
+
+        return stop
+
+    def _offer(self, touched: list[tuple[str, str, bool]]) -> None:
+        if touched:
+            for w in list(self.watches):
+                w.offer(touched)
 
     def _deadline(self, at: int) -> None:
         if self._earliest is None or at < self._earliest:
@@ -182,6 +211,7 @@ class Engine(Schedules, Workflows):
         done = Promise(promise.id, state, promise.param, value, promise.timeout, promise.tags, promise.created_on, now,
                        promise.idempotency_key_for_create, ikey)
         self.store.update_promise(done)
+        self._touch(done)
         for task in self.store.tasks_of_root(promise.id):
             self._task(task, RootDone(), now)
         for cb in self.store.take_callbacks(promise.id):
@@ -196,6 +226,8 @@ class Engine(Schedules, Workflows):
         verdict = task_transition(task, request, now)
         if verdict.task is not None:
             self.store.update_task(verdict.task)
+            if self.watches:
+                self._touched.append((verdict.task.root_promise_id, verdict.task.root_promise_id, False))
             if verdict.task.state in OUT_STATES:
                 self._deadline(verdict.task.expires_at)
         if verdict.released and task is not None:
@@ -240,6 +272,7 @@ class Engine(Schedules, Workflows):
         promise = Promise(id=id, state=PENDING, param=param, value=EMPTY, timeout=timeout, tags=dict(tags),
                           created_on=now, idempotency_key_for_create=ikey)
         self.store.insert_promise(promise)
+        self._touch(promise)
         if now >= timeout:  # born timed out: completed at once, and no task
             expired = self._read(id, now)
             assert expired is not None
@@ -338,6 +371,7 @@ class Engine(Schedules, Workflows):
                 # waits on it and it has no task (what _complete would otherwise take care of).
                 done = Promise(op.id, op.state, op.param, op.value, op.timeout, dict(op.tags), now, now, op.id, op.id)
                 self.store.insert_promise(done)
+                self._touch(done)
                 return Completed(201, done)
             if current.pending:
                 return Completed(201, self._complete(current, op.state, op.value, op.id, now))
@@ -405,10 +439,15 @@ class Engine(Schedules, Workflows):
     def heartbeat(self, op: Heartbeat) -> int:
         """Extend every lease ``process_id`` holds; returns how many. Remember what it runs now."""
         if op.running is not None:
+            before = self.running.get(op.process_id, {})
             if op.running:
                 self.running[op.process_id] = {r.id: r for r in op.running}
             else:
                 self.running.pop(op.process_id, None)
+            if self.watches:  # a step started or ended: a change to the graph it is in
+                now_running = self.running.get(op.process_id, {})
+                self._offer([(r.root, r.id, False) for k, r in now_running.items() if k not in before] +
+                            [(r.root, r.id, False) for k, r in before.items() if k not in now_running])
 
         def run(now: int) -> int:
             tasks = self.store.tasks_of_process(op.process_id, (CLAIMED,))

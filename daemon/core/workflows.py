@@ -56,6 +56,7 @@ class Workflows:
         def _task(self, task: Task | None, request: TaskRequest, now: int) -> TaskVerdict: ...
         def _dispatch_root(self, root_id: str) -> None: ...
         def _deadline(self, at: int) -> None: ...
+        def _touch(self, p: Promise) -> None: ...
 
     def search_workflows(self, op: SearchWorkflows) -> WorkflowPage:
         found, nxt = self.store.search_workflows(op.states, op.func, op.since, op.limit, decode_cursor(op.cursor))
@@ -93,6 +94,7 @@ class Workflows:
             again = Promise(root.id, PENDING, root.param, EMPTY, after(now, root.timeout - root.created_on), root.tags,
                             root.created_on, None, root.idempotency_key_for_create, None)
             self.store.reopen_promise(again)
+            self._touch(again)
             self._deadline(again.timeout)
             self._invoke_again(again, now)
             return again

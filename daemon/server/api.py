@@ -29,11 +29,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import errors
 from ..core.engine import Engine
-from ..protocol import OPS, GetStatus, Incoming, Op
+from ..protocol import OPS, GetPromise, GetStatus, Incoming, Op
 from ..protocol.records import parse_address
 from ..protocol.wire import poll_functions
 from .config import ServeConfig
-from .dispatch import Dispatcher, PushStream
+from .dispatch import Dispatcher, PushStream, WatchStream
 
 log = logging.getLogger("resonate.api")
 
@@ -130,6 +130,12 @@ class Api:
     async def poll_legacy(self, request: Request) -> Response:
         return self._stream(request, release_on_close=False)
 
+    async def watch(self, request: Request) -> Any:
+        """Server-sent events as the call graph under a promise changes (404 if there is no such promise)."""
+        op = GetPromise.parse(Incoming(request.path_params, request.query_params.multi_items(), request.headers, {}))
+        op.run(self.engine)
+        return WatchStream(self.engine, op.id, self.dispatcher.ping_interval_s)
+
     def _stream(self, request: Request, *, release_on_close: bool) -> Any:
         group, pid = request.path_params["group"], request.path_params["pid"]
         for what, value in (("group", group), ("process id", pid)):
@@ -216,7 +222,8 @@ def create_app(state: AppState, *, token: str | None = None, legacy_poll_only: b
         routes = [route("/{group}/{pid}", api.poll_legacy, ["GET"])]
     else:
         routes = [route("/ping", api.ping, ["GET"]), route("/poll/{group}/{pid}", api.poll, ["GET"]),
-                  route(GetStatus.ROUTE, api.status, [GetStatus.METHOD])]
+                  route(GetStatus.ROUTE, api.status, [GetStatus.METHOD]),
+                  route("/v1/promises/{id:path}/watch", api.watch, ["GET"])]
         routes += [route(op.ROUTE, api.handler(op), [op.METHOD]) for op in OPS if op is not GetStatus]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     if token:

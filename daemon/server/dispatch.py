@@ -308,3 +308,48 @@ async def _error(send: Any, status: int, message: str) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+WATCH_COALESCE_S = 0.05  # a burst of commits under one graph wakes a watcher once per this much
+
+
+class WatchStream:
+    """The ASGI response of ``GET /v1/promises/{id}/watch``: a server-sent event ``{"type": "changed",
+    "id"}`` after each commit that changes the call graph under ``id`` (bursts coalesced), and a ping
+    comment when idle, until the client closes. The events carry no data: the client reads the tree."""
+
+    def __init__(self, engine: Engine, id: str, ping_interval_s: float) -> None:
+        self.engine = engine
+        self.id = id
+        self.ping_interval_s = ping_interval_s
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        stop = self.engine.watch(self.id, wake)
+        event = b"data: " + json.dumps({"type": "changed", "id": self.id}).encode() + b"\n\n"
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no")]})
+            await send({"type": "http.response.body", "body": b": watching\n\n", "more_body": True})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_disconnect, receive, tg.cancel_scope)
+                while True:
+                    try:
+                        with anyio.fail_after(self.ping_interval_s):
+                            await changed.wait()
+                    except TimeoutError:
+                        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                        continue
+                    changed.clear()
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+                    await anyio.sleep(WATCH_COALESCE_S)
+        except OSError:  # the peer went away mid-write
+            pass
+        finally:
+            stop()

@@ -37,3 +37,13 @@ def held(ctx: Context, n: int) -> Any:
     """Waits on a person: still running until someone resolves ``<id>.1``."""
     p = yield ctx.promise()
     return (yield p)
+
+
+@resonate.register
+def gated(ctx: Context, n: int) -> Any:
+    """A step, a wait on a person (``<id>.2``), another step: what ``tree --follow`` watches unfold."""
+    a = yield ctx.run(step, "reserve")
+    approval = yield ctx.promise()
+    decision = yield approval
+    b = yield ctx.run(step, "ship")
+    return [a, decision, b, n]
