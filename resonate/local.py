@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from resonate_daemon import errors
 from resonate_daemon.clock import Clock
 from resonate_daemon.core.engine import Engine
 from resonate_daemon.protocol import Op
@@ -26,6 +27,7 @@ log = logging.getLogger("resonate")
 R = TypeVar("R")
 
 IDLE_WAIT_S = 3600.0
+READ_ONLY_POLL_S = 0.1  # how often a read-only watcher looks for another process's commits
 RETRY_AFTER_MS = 1000
 
 
@@ -34,16 +36,19 @@ class LocalTransport:
 
     in_process = True
 
-    def __init__(self, path: str | None = None, *, durability: str = "full", clock: Clock | None = None) -> None:
+    def __init__(self, path: str | None = None, *, durability: str = "full", clock: Clock | None = None,
+                 read_only: bool = False) -> None:
         self.path = os.path.abspath(path) if path else ":memory:"
-        self.store = open_store(self.path, durability)
+        self.read_only = read_only
+        self.store = open_store(self.path, durability, read_only=read_only)
         self._lock = threading.RLock()
         self._produced: list[Message] = []
         self.engine = Engine(self.store, clock, sink=self._produced.extend)
         # This process holds the file alone (the store locked it), so whatever was claimed or sent when
         # we opened it belonged to a process that died: give it back to be run again. Nobody listens
         # yet: what it would send goes out when the runtime connects (``dispatchable``).
-        self.engine.release_all()
+        if not read_only:
+            self.engine.release_all()
         self._produced.clear()
         self._on_message: OnMessage | None = None
         self._wake = threading.Event()
@@ -55,7 +60,14 @@ class LocalTransport:
     def where(self) -> str:
         return self.path
 
+    def _refuse(self, what: str) -> errors.StoreLocked:
+        return errors.StoreLocked(f"{self.path} is open read-only here: another process holds it (it runs "
+                                  f"workflows on it), so {what} must wait until that process ends; or run a daemon "
+                                  "(resonate serve) and let every process go through it")
+
     def call(self, op: Op[R]) -> R:
+        if self.read_only and op.METHOD != "GET":  # type: ignore[attr-defined]
+            raise self._refuse(f"{type(op).__name__} (a write)")
         messages: list[Message] = []
         try:
             with self._lock:
@@ -95,6 +107,8 @@ class LocalTransport:
 
     def connect(self, group: str, pid: str, on_message: OnMessage,
                 functions: dict[str, list[int]] | None = None) -> None:
+        if self.read_only:
+            raise self._refuse("running functions")
         # One process: every message is ours, whatever it is addressed to (the runtime leaves alone a
         # task for a function it lacks: it waits, durably, for a run that has it).
         with self._lock:
@@ -107,11 +121,15 @@ class LocalTransport:
             on_message(m)
 
     def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:
-        """Changes made by this process (it holds the file alone), as the engine commits them."""
+        """Changes made by this process (it holds the file alone), as the engine commits them; read-only,
+        the commits of the process that holds the file (``PRAGMA data_version``, looked at every
+        ``READ_ONLY_POLL_S``: SQLite tells no other process of a commit)."""
         with self._lock:
             from resonate_daemon.protocol import GetPromise
 
             GetPromise(id).run(self.engine)  # PromiseNotFound, as through a daemon
+            if self.read_only:
+                return self._poll_changes(notify)
             stop = self.engine.watch(id, notify)
 
         def unwatch() -> None:
@@ -119,6 +137,34 @@ class LocalTransport:
                 stop()
 
         return unwatch
+
+    def _poll_changes(self, notify: Callable[[], None]) -> Callable[[], None]:
+        done = threading.Event()
+
+        def version() -> int:
+            with self._lock:
+                return self.store.data_version()
+
+        def run() -> None:
+            last = version()
+            while not done.wait(READ_ONLY_POLL_S):
+                try:
+                    now = version()
+                except Exception:  # closed under us, or the file went away: the reader sees it on its next read
+                    notify()
+                    return
+                if now != last:
+                    last = now
+                    notify()
+
+        thread = threading.Thread(target=run, name="resonate-watch-file", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            done.set()
+            thread.join(timeout=2.0)
+
+        return stop
 
     def close(self) -> None:
         self._on_message = None

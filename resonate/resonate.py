@@ -82,11 +82,14 @@ class Resonate:
     def local(cls, path: str | None = None, *, group: str = "default", pid: str | None = None,
               ttl: float = 10, workers: int | None = None, durability: str = "full",
               registry: Registry | None = None, dependencies: dict[str, Any] | None = None,
-              clock: Clock | None = None) -> Resonate:
-        """Everything in this process: SQLite in memory, or in the file ``path`` so a crash resumes."""
+              clock: Clock | None = None, read_only: bool = False) -> Resonate:
+        """Everything in this process: SQLite in memory, or in the file ``path`` so a crash resumes.
+        ``read_only``: look at a file another process holds (reads only; writes and ``start`` raise
+        ``StoreLocked``)."""
         from .local import LocalTransport
 
-        return cls(LocalTransport(path, durability=durability, clock=clock), group=group, pid=pid, ttl=ttl,
+        return cls(LocalTransport(path, durability=durability, clock=clock, read_only=read_only), group=group,
+                   pid=pid, ttl=ttl,
                    workers=workers, registry=registry, dependencies=dependencies)
 
     @classmethod

@@ -10,11 +10,12 @@ store, engine or HTTP path here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -78,6 +79,8 @@ class Client:
     target: Target
     daemon_status: Status | None = None
     app: ModuleType | None = field(default=None)
+    read_only: bool = False  # embedded on a file another process holds: reads only
+    holder: int = 0  # that process's pid, as its lock file says
 
     @property
     def daemon(self) -> bool:
@@ -85,7 +88,9 @@ class Client:
 
     def status(self) -> Status:
         """The daemon's status as the probe read it, or the embedded database's."""
-        return self.daemon_status if self.daemon_status is not None else self.resonate.status()
+        if self.daemon_status is not None:
+            return self.daemon_status
+        return replace(self.resonate.status(), db=self.target.db_path)
 
     def close(self) -> None:
         """Stop the runtime if the command started it, and release the socket or the database lock."""
@@ -93,11 +98,12 @@ class Client:
 
 
 def open_client(target: Target, *, app: ModuleType | None = None, require_daemon: bool = False,
-                worker_group: str | None = None) -> Client:
+                worker_group: str | None = None, read: bool = False) -> Client:
     """Pick the store once: a daemon that answers (and serves the requested --db), else embedded.
 
     ``worker_group``: through a daemon, this process joins that group (once started) as a worker of the
-    app's functions, instead of the CLI's own group that serves nothing."""
+    app's functions, instead of the CLI's own group that serves nothing. ``read``: the command only reads,
+    so a file another process holds (an ``invoke --app`` running) is opened read-only rather than refused."""
     status = answered = target.probe()
     if status is not None and target.db and status.db not in ("", target.db_path):
         status = None  # a daemon is up, but on another database than the one asked for: use that file
@@ -111,6 +117,18 @@ def open_client(target: Target, *, app: ModuleType | None = None, require_daemon
                           "with `resonate serve`, or leave it out to use the database file directly")
     if require_daemon:
         raise NeedsDaemon(f"no resonate daemon answers at {target.socket_path}; start one with `resonate serve`")
+    if read and app is None and not os.path.exists(target.db_path):
+        # Nothing stored yet: answer from an empty store, and leave the file (and its lock) to whoever
+        # writes first.
+        return Client(Resonate.local(), "embedded", target, None, None)
+    if read and app is None and os.path.isfile(target.db_path):
+        # A command that only reads never takes the file's lock (an `invoke --app` starting now must not
+        # find it taken): it reads a snapshot beside whoever holds it. A file of an older schema is
+        # migrated by a normal open, below.
+        with contextlib.suppress(StoreLocked):
+            holder = _held(target.db_path)
+            return Client(Resonate.local(target.db_path, read_only=True), "embedded", target, None, None,
+                          read_only=holder != 0, holder=holder)
     try:
         client = Resonate.local(target.db_path, registry=registry, dependencies=deps)
     except StoreLocked as exc:
@@ -118,6 +136,26 @@ def open_client(target: Target, *, app: ModuleType | None = None, require_daemon
             f"{exc} -- and no daemon answers at {target.socket_path}. If a daemon holds it, pass its "
             "--socket (or --url); otherwise wait for the other command to finish.") from None
     return Client(client, "embedded", target, None, app)
+
+
+def _held(path: str) -> int:
+    """The pid of the process that seems to hold the database file (the pid its lock file names, if
+    alive), else 0. Only for the notice: taking the lock to find out would, for that instant, refuse
+    the process starting."""
+    try:
+        with open(path + ".lock") as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+    if pid <= 0 or pid == os.getpid():
+        return 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return 0
+    except PermissionError:
+        return pid
+    return pid
 
 
 # -- apps ---------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def status(ctx: typer.Context) -> View:
 
     Example: resonate status --json
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         doc = client.status()
     return View(doc.to_json(), lambda: _status_table(doc, target_of(ctx).socket_path),
                 exit=exits.OK if client.daemon else exits.UNREACHABLE)
@@ -150,7 +150,7 @@ def tree_(ctx: typer.Context, id: str = typer.Argument(..., help="The root (or a
 
     Examples: resonate tree order-7 · resonate tree order-7 --follow · resonate tree order-7 -f --json-lines
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         if follow:
             return follow_tree(client, id, TREE_LIMIT)
         found = client.resonate.promises.tree(id, limit=TREE_LIMIT)
@@ -174,7 +174,7 @@ def steps(ctx: typer.Context, id: str = typer.Argument(..., help="The workflow's
 
     Example: resonate steps order-7
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         found = client.resonate.promises.tree(id, limit=TREE_LIMIT)
     history = steps_of(found)
     docs = [s.to_json() for s in history]
@@ -204,7 +204,7 @@ def tasks_list(ctx: typer.Context,
 
     Example: resonate tasks list --state CLAIMED
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         found = client.resonate.tasks.search(state or None, limit=limit)
     docs = [t.to_json() for t in found]
     return View({"tasks": docs}, lambda: _tasks_table(found), items=docs)
@@ -229,7 +229,7 @@ def workers(ctx: typer.Context) -> View:
 
     Example: resonate workers --json
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         groups = client.status().workers
         claimed = client.resonate.tasks.search(("CLAIMED",), limit=1000)
         daemon = client.daemon

@@ -60,7 +60,7 @@ def _search(ctx: typer.Context, id: str, state: str | None, tag: list[str] | Non
     if state and state.lower() not in STATES:
         fail(f"--state must be {', '.join(STATES)}, not {state!r}", exits.USAGE)
     tags = parse_tags(tag)
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         found, nxt = client.resonate.promises.search(id, state=state, tags=tags or None, limit=limit, cursor=cursor)
     return View({"promises": [p.to_json() for p in found], "cursor": nxt}, lambda: promise_table(found, nxt),
                 items=[p.to_json() for p in found])
@@ -96,7 +96,7 @@ def get(ctx: typer.Context, id: str = ID) -> View:
 
     Example: resonate promises get order-7.1
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         promise = client.resonate.promises.get(id)
         callbacks = client.resonate.promises.callbacks(id) if promise.pending else None
     return View(promise_doc(promise), lambda: promise_detail(promise, callbacks))

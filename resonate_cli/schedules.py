@@ -79,7 +79,7 @@ def list_(ctx: typer.Context, id: str = typer.Option("*", "--id", help="Id glob 
 
     Example: resonate schedules list --json
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         found, nxt = client.resonate.schedules.search(id, limit=limit, cursor=cursor)
     return View({"schedules": [s.to_json() for s in found], "cursor": nxt}, lambda: _table(found, nxt),
                 items=[s.to_json() for s in found])
@@ -106,7 +106,7 @@ def get(ctx: typer.Context, id: str = typer.Argument(..., help="The schedule id.
 
     Example: resonate schedules get nightly
     """
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         s = client.resonate.schedules.get(id)
     return View(s.to_json(), lambda: _detail(s))
 

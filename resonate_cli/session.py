@@ -38,11 +38,12 @@ def import_app(spec: str | None) -> ModuleType | None:
 
 @contextmanager
 def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: bool = False,
-          worker_group: str | None = None, quiet: bool = False) -> Iterator[Client]:
+          worker_group: str | None = None, quiet: bool = False, read: bool = False) -> Iterator[Client]:
     """Open the client for one command, map every error to its exit code, and always close it. ``quiet``:
     a second open in one command does not repeat the embedded-store notice."""
     try:
-        client = open_client(target_of(ctx), app=app, require_daemon=require_daemon, worker_group=worker_group)
+        client = open_client(target_of(ctx), app=app, require_daemon=require_daemon, worker_group=worker_group,
+                             read=read)
     except NeedsDaemon as exc:
         fail(str(exc), exits.UNREACHABLE, kind="NeedsDaemon")
     except LookupError as exc:  # the app has no Resonate instance
@@ -50,7 +51,8 @@ def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: 
     except Exception as exc:
         fail_with(exc)
     if not client.daemon and not json_mode() and not quiet:
-        err.print(f"[dim]embedded store at {client.target.db_path} (no daemon at {client.target.socket_path})[/]",
+        how = f", read-only: process {client.holder} holds it" if client.read_only else ""
+        err.print(f"[dim]embedded store at {client.target.db_path}{how} (no daemon at {client.target.socket_path})[/]",
                   highlight=False)
     try:
         yield client

@@ -61,7 +61,7 @@ def list_(ctx: typer.Context,
     Example: resonate workflows list --state failed --since 1d
     """
     start = parse_since(since)
-    with using(ctx) as client:
+    with using(ctx, read=True) as client:
         found, nxt, total = client.resonate.workflows.search(state=state, func=func, since=start, limit=limit,
                                                              cursor=cursor)
     docs = [_doc(p) for p in found]
@@ -141,7 +141,7 @@ def fork(ctx: typer.Context,
 
 def _act(ctx: typer.Context, id: str, app: str | None, no_wait: bool, queue: bool, act: Any) -> View:
     module = import_app(app)
-    with using(ctx) as client:  # what it is, and where its workers are, before acting on it
+    with using(ctx, read=True) as client:  # what it is, and where its workers are, before acting on it
         root = client.resonate.promises.get(id)
         status = client.status() if client.daemon else None
     target = root.tags.get(TAG_INVOKE)

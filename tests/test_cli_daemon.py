@@ -118,10 +118,13 @@ def test_another_db_than_the_daemons_works_embedded(daemon: Daemon) -> None:
 def test_the_daemons_db_while_its_socket_is_silent_is_exit_4(daemon: Daemon) -> None:
     r = CliRunner().invoke(app, ["--socket", os.path.join(daemon.dir, "x.sock"), "--db", daemon.db, "status"])
     assert r.exit_code == exits.UNREACHABLE and "no resonate daemon answers" in r.stderr
-    # Without naming a socket, the file is tried, and the daemon that holds it is named.
-    r = CliRunner().invoke(app, ["--db", daemon.db, "status"], env={"RESONATE_SOCKET": "",
-                                                                    "XDG_RUNTIME_DIR": daemon.dir})
-    assert r.exit_code == exits.UNREACHABLE and "in use" in r.stderr, r.stderr
+    # Without naming a socket, the file is read beside the daemon that holds it, which is named; a write
+    # is refused, naming it too.
+    env = {"RESONATE_SOCKET": "", "XDG_RUNTIME_DIR": daemon.dir}
+    r = CliRunner().invoke(app, ["--db", daemon.db, "status"], env=env)
+    assert r.exit_code == exits.UNREACHABLE and f"read-only: process {daemon.proc.pid} holds it" in r.stderr, r.stderr
+    r = CliRunner().invoke(app, ["--db", daemon.db, "promises", "create", "x"], env=env)
+    assert r.exit_code == exits.UNREACHABLE and f"in use by another process (pid {daemon.proc.pid})" in r.stderr
 
 
 def test_unreachable_url_is_exit_4() -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from resonate_daemon import errors
 from resonate_daemon.protocol.records import (
     CLAIMED,
     COMPLETED,
@@ -28,6 +29,7 @@ from resonate_daemon.protocol.records import (
     REJECTED_CANCELED,
     REJECTED_TIMEDOUT,
     RESOLVED,
+    TAG_INVOKE,
     TAG_PARENT,
     TAG_ROOT,
     Callback,
@@ -462,6 +464,47 @@ class TestStoreContract:
     def test_location_says_where_the_data_lives(self, store: Store, backend: Backend) -> None:
         assert store.location == backend.target
 
+    # -- workflows --------------------------------------------------------------------------------
+    def test_search_workflows_is_invoked_tops_filtered_newest_first(self, store: Store) -> None:
+        def top(id: str, state: str, at: int, func: str) -> tuple[Promise, Task]:
+            p = promise(id, state, created_on=at, tags={TAG_INVOKE: "poll://any@g", TAG_ROOT: id})
+            return p, task(f"__invoke:{id}", COMPLETED if state != PENDING else INIT, at, root=id, func=func)
+
+        records: list[Any] = []
+        for id, state, at, func in (("a", RESOLVED, 1, "f"), ("b", REJECTED, 2, "f"), ("c", PENDING, 3, "g"),
+                                    ("d", REJECTED_TIMEDOUT, 4, "f"), ("e", RESOLVED, 4, "g")):
+            records += top(id, state, at, func)
+        selfish = promise("s", RESOLVED, created_on=5, tags={TAG_INVOKE: "poll://any@g", TAG_ROOT: "s",
+                                                            TAG_PARENT: "s"})  # official SDKs: itself as parent
+        records += [selfish, task("__invoke:s", COMPLETED, 5, root="s", func="f")]
+        records += [promise("a.1", RESOLVED, created_on=6, tags={TAG_ROOT: "a", TAG_PARENT: "a"}),  # a step
+                    promise("rpc", PENDING, created_on=7, tags={TAG_INVOKE: "poll://any@g", TAG_PARENT: "a"}),
+                    task("__invoke:rpc", INIT, 7, root="rpc", func="f"),
+                    promise("plain", PENDING, created_on=8)]  # not invoked
+        put(store, *records)
+        assert pages(lambda c: store.search_workflows(None, None, None, 2, c)) == [["s", "e"], ["d", "c"], ["b", "a"]]
+        assert store.count_workflows(None, None, None) == 6
+        failed = (REJECTED, REJECTED_CANCELED, REJECTED_TIMEDOUT)
+        assert ids(store.search_workflows(failed, None, None, 10, None)[0]) == ["d", "b"]
+        assert ids(store.search_workflows(None, "g", None, 10, None)[0]) == ["e", "c"]
+        assert ids(store.search_workflows((RESOLVED,), "f", 2, 10, None)[0]) == ["s"]
+        assert store.count_workflows((RESOLVED,), "f", None) == 2 and store.count_workflows(None, "zzz", None) == 0
+
+    def test_reopen_and_delete_promises(self, store: Store) -> None:
+        done = promise("w", REJECTED, created_on=1, value=Value({"h": "v"}, "eA=="), completed_on=5,
+                       idempotency_key_for_complete="k")
+        put(store, done, child("w.1", "w", 2, root="w"), child("w.2", "w", 3, root="w"),
+            task("__invoke:w.2", INIT, 3, root="w.2"), callback("cb", "w.2", 3))
+        again = promise("w", PENDING, timeout=99, created_on=1)
+        with store.transaction():
+            store.reopen_promise(again)
+            assert store.delete_promises(["w.2", "nope"]) == 1
+        assert store.get_promise("w") == again
+        assert ids(store.subtree("w", 10)) == ["w.1"]
+        assert store.get_task("__invoke:w.2") is None and store.callbacks_on("w.2") == []
+        with store.transaction():
+            assert store.delete_promises([f"x{i}" for i in range(1200)]) == 0  # past one statement's parameters
+
 
 @pytest.mark.parametrize("backend", DURABLE, indirect=True)
 class TestDurableStoreContract:
@@ -495,3 +538,21 @@ class TestDurableStoreContract:
         backend.current = None
         proc = run()
         assert (proc.returncode, proc.stdout.strip()) == (0, "opened"), proc.stderr
+
+    def test_read_only_reads_beside_the_holder_and_keeps_nothing(self, store: Store, backend: Backend) -> None:
+        put(store, promise("p", created_on=1))
+        reader = open_store(backend.target, read_only=True)  # the holder keeps its lock: no StoreLocked
+        try:
+            version = reader.data_version()
+            assert reader.get_promise("p") == promise("p", created_on=1)
+            put(store, promise("q", created_on=2))  # the holder writes on while the reader is open
+            assert reader.data_version() != version and reader.get_promise("q") is not None
+            with reader.transaction():
+                reader.insert_promise(promise("ghost"))
+                assert reader.get_promise("ghost") is not None  # seen inside its own snapshot...
+            assert reader.get_promise("ghost") is None  # ...and never kept
+        finally:
+            reader.close()
+        assert store.get_promise("ghost") is None
+        with pytest.raises(errors.InvalidRequest, match="no database file"):
+            open_store(backend.target + "-missing", read_only=True)

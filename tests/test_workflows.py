@@ -239,3 +239,57 @@ def test_follow_prints_each_step_as_it_finishes_until_the_workflow_completes(set
     again = s.cli("tree", "g1", "--follow")  # already over: the tree at once
     assert again.returncode == 0 and "gated" in again.stdout and "g1.3" in again.stdout
     assert s.cli("tree", "nope", "--follow").returncode == exits.NOT_FOUND
+
+
+def test_reads_work_while_another_process_holds_the_database(short_dir: str) -> None:
+    """`invoke --app` embedded holds the file while it runs; read commands open it read-only beside it
+    (and follow it), writes are refused with what to do, and nothing is changed by the readers."""
+    gate = os.path.join(short_dir, "gate")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESONATE_", "ORDER_"))}
+    env.update(RESONATE_DB=os.path.join(short_dir, "r.db"), XDG_RUNTIME_DIR=short_dir, NO_COLOR="1", COLUMNS="200",
+               ORDER_LOG=os.path.join(short_dir, "effects.log"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    holder = subprocess.Popen([*CLI, "invoke", "gated_by_file", gate, "--id", "w1", "--app", ORDER_APP], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower: subprocess.Popen[str] | None = None
+    try:
+        def first_step_done() -> bool:
+            r = cli("promises", "get", "w1.1", "--json")
+            return r.returncode == 0 and json.loads(r.stdout)["state"] == "RESOLVED"
+        try:
+            until(first_step_done, "the holder to run the first step")
+        except TimeoutError:
+            holder.kill()
+            raise AssertionError(f"holder: {holder.communicate()}; get: {cli('promises', 'get', 'w1.1')}") from None
+        listed = cli("promises", "list")
+        assert listed.returncode == 0 and f"read-only: process {holder.pid} holds it" in listed.stderr
+        assert [w["id"] for w in json.loads(cli("workflows", "list", "--json").stdout)["workflows"]] == ["w1"]
+        assert cli("steps", "w1").returncode == 0
+        status = cli("status", "--json")
+        assert status.returncode == exits.UNREACHABLE and json.loads(status.stdout)["promises"]["PENDING"] >= 1
+        refused = cli("promises", "create", "other", "--timeout", "1h")
+        assert refused.returncode == exits.UNREACHABLE and "in use by another process" in refused.stderr
+        follower = subprocess.Popen([*CLI, "tree", "w1", "--follow", "--json-lines"], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert follower.stdout is not None
+        first = json.loads(follower.stdout.readline())
+        assert (first["event"], first["id"], first["state"]) == ("started", "w1", "PENDING")
+        with open(gate, "w"):
+            pass
+        assert holder.wait(timeout=WAIT_S) == 0
+        assert follower.wait(timeout=WAIT_S) == 0
+        rest = [json.loads(line) for line in follower.stdout.read().splitlines()]
+        assert ("completed", "w1", "RESOLVED") == (rest[-1]["event"], rest[-1]["id"], rest[-1]["state"])
+        assert [e["id"] for e in rest if e["event"] == "completed"][-2:] == ["w1.3", "w1"]
+    finally:
+        for proc in (holder, follower):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+    assert cli("promises", "get", "other").returncode == exits.NOT_FOUND  # the refused write left nothing

@@ -30,6 +30,10 @@ class Store(Protocol):
         power failure is harmless; commits stay in order."""
         ...
 
+    def data_version(self) -> int:
+        """A number that changes when another process commits to the store (how a read-only reader of a
+        file notices writes it cannot be told of)."""
+        ...
     def close(self) -> None: ...
 
     # -- promises ---------------------------------------------------------------------------------
@@ -105,12 +109,13 @@ class Store(Protocol):
     def next_schedule_time(self) -> int | None: ...
 
 
-def open_store(path: str = ":memory:", durability: str = "full") -> Store:
+def open_store(path: str = ":memory:", durability: str = "full", *, read_only: bool = False) -> Store:
     """Open (creating if needed) the store at ``path``: a SQLite file, locked to this process, or
-    ``:memory:``."""
+    ``:memory:``; ``read_only``: an existing file another process holds, read without its lock, nothing
+    ever stored."""
     from .sqlite import SqliteStore
 
-    return SqliteStore.open(path, durability)
+    return SqliteStore.open(path, durability, read_only=read_only)
 
 
 def glob_match(pattern: str | None, text: str) -> bool:

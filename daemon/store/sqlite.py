@@ -84,11 +84,16 @@ def _s(name: str) -> str:
     return "@@" + name
 
 
+class _RollBack(Exception):
+    """Ends a read-only store's transaction: whatever it did is rolled back."""
+
+
 class SqliteStore:
     """``Store`` on SQLite (a file, locked to this process, or ``:memory:``)."""
 
-    def __init__(self, db: pw.Database, *, lock_path: str | None = None) -> None:
+    def __init__(self, db: pw.Database, *, lock_path: str | None = None, read_only: bool = False) -> None:
         self.db = db
+        self.read_only = read_only
         self._lock = FileLock(lock_path) if lock_path else None
         if self._lock:
             self._lock.acquire()
@@ -100,7 +105,10 @@ class SqliteStore:
             # commits fsync at all: a file database at synchronous=FULL.
             self._relaxable = (self._sqlite and db.database != ":memory:"
                                and db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2)  # 2 = FULL
-            self.migrate()
+            if read_only:
+                self._check_version()
+            else:
+                self.migrate()
             self._compile()
         except BaseException:
             if self._lock:
@@ -108,12 +116,34 @@ class SqliteStore:
             raise
 
     @classmethod
-    def open(cls, path: str = ":memory:", durability: str = "full") -> SqliteStore:
-        """Open (creating if needed) a SQLite store; a file store is locked to this process."""
+    def open(cls, path: str = ":memory:", durability: str = "full", *, read_only: bool = False) -> SqliteStore:
+        """Open (creating if needed) a SQLite store; a file store is locked to this process.
+
+        ``read_only``: read a file another process holds (and writes), without its lock: every
+        transaction is a snapshot that is rolled back, so nothing this store does is ever kept (a lazy
+        timeout it applies shows in what it answers, and is stored by the owner when it applies it)."""
+        if read_only:
+            if path == ":memory:" or not os.path.isfile(path):
+                raise errors.InvalidRequest(f"no database file at {path!r} to read")
+            return cls(connect_sqlite(path, durability), read_only=True)
         lock = None if path == ":memory:" else f"{path}.lock"
         if lock:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return cls(connect_sqlite(path, durability), lock_path=lock)
+
+    def data_version(self) -> int:
+        """Changes when another connection commits to the file (SQLite's ``PRAGMA data_version``)."""
+        return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
+
+    def _check_version(self) -> None:
+        version = 0
+        if self.db.table_exists("meta"):
+            row = MetaRow.get_or_none(MetaRow.key == "schema_version")
+            version = int(row.value) if row else 0
+        if version != SCHEMA_VERSION:
+            raise errors.StoreLocked(f"database {self.location!r} has schema version {version}, this program reads "
+                                     f"{SCHEMA_VERSION}; it is migrated when opened for writing (not while another "
+                                     "process holds it)")
 
     @property
     def location(self) -> str:
@@ -162,6 +192,14 @@ class SqliteStore:
         """One write transaction. ``durable=False`` commits without the WAL fsync, for writes whose loss
         on power failure is harmless (a task marked sent goes back to INIT on restart anyway); the next
         durable commit fsyncs the WAL, and with it this one, so the order of commits is kept."""
+        if self.read_only:  # a snapshot, never kept: always rolled back
+            try:
+                with self.db.atomic("DEFERRED"):
+                    yield
+                    raise _RollBack
+            except _RollBack:
+                pass
+            return
         if self._sqlite:
             if durable or not self._relaxable:
                 with self.db.atomic("IMMEDIATE"):

@@ -5,6 +5,7 @@ user fixes before retrying: a worker started without it has the fix)."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from resonate import Context, NonRetryable, Resonate
@@ -47,3 +48,22 @@ def gated(ctx: Context, n: int) -> Any:
     decision = yield approval
     b = yield ctx.run(step, "ship")
     return [a, decision, b, n]
+
+
+def gate(ctx: Context, path: str) -> str:
+    """Waits (bounded) until the test creates ``path``: a step that is running while the test looks."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+    return "open"
+
+
+@resonate.register
+def gated_by_file(ctx: Context, path: str) -> Any:
+    """A step, a step that runs until ``path`` exists, another step."""
+    a = yield ctx.run(step, "reserve")
+    g = yield ctx.run(gate, path)
+    b = yield ctx.run(step, "ship")
+    return [a, g, b]
