@@ -34,23 +34,29 @@ def event_of(kind: str, step: Step) -> dict[str, Any]:
 
 
 def changes(seen: dict[str, Step], steps: list[Step]) -> list[dict[str, Any]]:
-    """What happened between two reads of the tree: steps that started, finished, or changed what they do."""
-    events: list[dict[str, Any]] = []
+    """What happened between two reads of the tree: steps that started, finished, or changed what they do,
+    in the order they happened (one read can see a step end and the next one start)."""
+    keyed: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
+
+    def add(kind: str, step: Step, at: int | None) -> None:
+        if kind == "completed":  # a step ends before the call that waited on it, even in one millisecond
+            key = (at or 0, 1, -step.depth)
+        else:  # a call starts before the steps it makes
+            key = (at or 0, 0, step.depth)
+        keyed.append((key, event_of(kind, step)))
+
     for step in steps:
         before = seen.get(step.promise.id)
         if before is None:
-            events.append(event_of("started", step))
+            add("started", step, step.started)
             if not step.promise.pending:
-                events.append(event_of("completed", step))
+                add("completed", step, step.ended)
         elif before.promise.pending and not step.promise.pending:
-            events.append(event_of("completed", step))
+            add("completed", step, step.ended)
         elif step.promise.pending and (step.note, step.attempts) != (before.note, before.attempts):
-            events.append(event_of("updated", step))
-    # In the order it happened: what started, in call order, then what finished, by when (a step ends
-    # before the call that waited on it, even when one read sees both).
-    first = [e for e in events if e["event"] != "completed"]
-    last = sorted((e for e in events if e["event"] == "completed"), key=lambda e: (e["ended"] or 0, -len(e["id"])))
-    return first + last
+            add("updated", step, now_ms())
+    keyed.sort(key=lambda k: k[0])
+    return [e for _, e in keyed]
 
 
 def line_of(event: dict[str, Any], step: Step) -> str:

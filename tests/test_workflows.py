@@ -293,3 +293,59 @@ def test_reads_work_while_another_process_holds_the_database(short_dir: str) -> 
                     if pipe is not None:
                         pipe.close()
     assert cli("promises", "get", "other").returncode == exits.NOT_FOUND  # the refused write left nothing
+
+
+def test_the_readme_walkthrough_does_what_it_says(short_dir: str) -> None:
+    """README's "With a daemon" block, command by command, on examples/orders.py."""
+    example = os.path.join(os.path.dirname(HERE), "examples", "orders.py")
+    d = Daemon().start()
+    s = Setup(d, os.path.join(short_dir, "unused.log"))
+
+    def worker(**env: str) -> subprocess.Popen[bytes]:
+        w = subprocess.Popen([*CLI, "worker", example], env={**s.env, **env}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+
+        def connected() -> bool:
+            with d.client() as c:
+                return bool(c.get("/v1/status").json()["functions"].get("default"))
+        until(connected, "the worker to connect")
+        return w
+
+    first = worker()
+    try:
+        ok = s.cli("invoke", "order", '{"id": 7, "amount": 30}', "--id", "order-7")
+        assert (ok.returncode, json.loads(ok.stdout)) == (0, {"reserved": "reserved 7", "charged": 30,
+                                                              "shipped": "shipped 7"}), ok.stderr
+        steps = s.cli("steps", "order-7")
+        assert steps.returncode == 0 and all(f in steps.stdout for f in ("reserve", "charge", "ship"))
+        bad = s.cli("invoke", "order", '{"id": 8, "amount": 500}', "--id", "order-8")
+        assert bad.returncode == exits.REJECTED
+        assert "CardDeclined: 500 is over the card's limit of 100" in bad.stderr and "Traceback" in bad.stderr
+        failed = s.cli("workflows", "list", "--state", "failed")
+        assert "order-8" in failed.stdout and "CardDeclined" in failed.stdout
+        first.terminate()
+        first.wait(timeout=15)
+        first = worker(ORDERS_CARD_LIMIT="1000")
+        retried = s.cli("retry", "order-8", "--json")
+        assert json.loads(retried.stdout)["result"]["charged"] == 500, retried.stderr
+        history = json.loads(s.cli("steps", "order-8", "--json").stdout)["steps"]
+        assert history[1]["worker"] != history[2]["worker"]  # reserve kept (first worker), charge ran again
+        forked = s.cli("fork", "order-7", "--from-step", "2", "--id", "order-7b")
+        assert forked.returncode == 0 and json.loads(forked.stdout)["shipped"] == "shipped 7"
+        assert s.cli("invoke", "approve_order", '{"id": 9, "amount": 20}', "--id", "order-9",
+                     "--no-wait").stdout == "order-9\n"
+        follow = subprocess.Popen([*CLI, "tree", "order-9", "--follow"], env=s.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        assert follow.stdout is not None
+        while "order-9.2" not in (line := follow.stdout.readline()):
+            assert line, "the follow ended before the person's promise appeared"
+        assert s.cli("promises", "resolve", "order-9.2", "--data", '{"approved": true}').returncode == 0
+        out, _ = follow.communicate(timeout=WAIT_S)
+        assert follow.returncode == 0 and "completed approve_order order-9 RESOLVED" in out
+        status = s.cli("status")
+        assert status.returncode == 0 and "default: 1" in status.stdout
+    finally:
+        first.kill()
+        first.wait()
+        d.stop()
+        d.cleanup()
