@@ -358,7 +358,8 @@ class Execution:
             log.warning("%s (%s) attempt %d%s failed: %s: %s; next in %.3gs", call.id, call.name, attempt,
                         f" of {of}" if of else "", type(error).__name__, error, delay)
             next_at = self.t.now() + int(delay * 1000)
-            created = self.t.call(CreatePromise(rid, next_at, retry.timer_param(attempt, of, error, next_at, run.started),
+            created = self.t.call(CreatePromise(rid, next_at, retry.timer_param(attempt, of, error, next_at, run.started,
+                                                                                call.name, run.frame.id),
                                                 retry.timer_tags(self.root.id, call.id), rid))
             timers.append(created.promise)
             if created.promise.pending:

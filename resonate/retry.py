@@ -183,9 +183,11 @@ def max_attempts(policy: RetryPolicy) -> int | None:
     return 1 if isinstance(policy, Never) else None
 
 
-def timer_param(attempt: int, of: int | None, error: BaseException, next_at: int, started: int) -> Value:
+def timer_param(attempt: int, of: int | None, error: BaseException, next_at: int, started: int,
+                func: str = "", caller: str = "") -> Value:
     """What a retry timer records: the attempt that failed (of how many), its error, when the next one
-    starts, and when the step's first attempt started."""
+    starts, when the step's first attempt started, and the step's function and caller (a local step has
+    no promise of its own until it ends: the history shows it from its timer meanwhile)."""
     return codec.encode({"attempt": attempt, "of": of, "error": {"type": codec.type_name(type(error)),
                                                                  "message": str(error)},
-                         "next": next_at, "started": started})
+                         "next": next_at, "started": started, "func": func, "caller": caller})

@@ -84,8 +84,18 @@ def steps_of(tree: Tree) -> list[Step]:
     known = {p.id for p in tree.promises}
     for r in tree.running:  # a local step in flight has no promise yet: show it where it was called
         if r.id not in known and (r.parent in known or r.parent == root.id):
+            known.add(r.id)
             kids.setdefault(r.parent, []).append(Promise(r.id, PENDING, EMPTY, EMPTY, 0, {
                 TAG_PARENT: r.parent, TAG_FUNC: r.func, TAG_SCOPE: "local"}, r.started))
+    for step_id, waiting in timers.items():  # ... nor while it waits to retry: its timer says where it was
+        if step_id not in known:
+            first = _timer(waiting[0])
+            caller = str(first.get("caller") or "")
+            if caller in known:
+                known.add(step_id)
+                kids.setdefault(caller, []).append(Promise(step_id, PENDING, EMPTY, EMPTY, 0, {
+                    TAG_PARENT: caller, TAG_FUNC: str(first.get("func") or ""), TAG_SCOPE: "local"},
+                    int(first.get("started") or waiting[0].created_on)))
     out: list[Step] = []
     stack = [(root, 0, "")]
     while stack:
@@ -156,8 +166,9 @@ def _note(p: Promise, running: Running | None, timers: list[Promise]) -> str:
         error = t.get("error") or {}
         name = str(error.get("type", "")).partition(":")[2] or "error"
         of = f" of {t['of']}" if t.get("of") else ""
+        wait = max(0, timers[-1].timeout - now_ms())
         return (f"retrying: attempt {t.get('attempt', len(timers))}{of} failed ({name}: {error.get('message', '')}), "
-                f"next at {when(timers[-1].timeout)}")
+                f"next in {duration(wait)} (at {when(timers[-1].timeout)})")
     kind = kind_of(p)
     if kind == "sleep":
         return f"sleeping until {when(p.timeout)}"

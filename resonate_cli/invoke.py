@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 import sys
+import threading
 from contextlib import nullcontext
 from typing import Any
 
@@ -18,6 +19,7 @@ from resonate.handle import Handle
 
 from . import exits
 from .client import Client
+from .history import steps_of
 from .output import View, err, fail, json_mode, out, output
 from .render import error_of, print_error, promise_doc
 from .session import APP_HELP, import_app, parse_duration, parse_tags, parse_value, using
@@ -154,7 +156,53 @@ def report(promise: Promise) -> View:
 
 
 def _spinner(client: Client, id: str, func: str, target: str) -> Any:
+    """On a terminal: a spinner that says what the execution is doing now (which step runs, a retry's
+    attempt, its last error and when the next attempt is), updated as the store changes."""
     if not sys.stderr.isatty():
         return nullcontext()
-    text = f"waiting for {id} ({func})"
-    return err.status(text)
+    return Spinner(client, id, func)
+
+
+class Spinner:
+    REFRESH_S = 1.0
+
+    def __init__(self, client: Client, id: str, func: str) -> None:
+        self.client, self.id, self.func = client, id, func
+        self.base = f"waiting for {id} ({func})"
+        self.changed = threading.Event()
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.status: Any = None
+        self.unwatch: Any = None
+
+    def __enter__(self) -> Spinner:
+        self.status = err.status(escape(self.base))
+        self.status.__enter__()
+        try:
+            self.unwatch = self.client.resonate.promises.watch(self.id, self.changed.set)
+        except Exception:  # a spinner that cannot watch still spins
+            self.unwatch = None
+        self.thread = threading.Thread(target=self._run, name="resonate-spinner", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            self.changed.clear()
+            try:
+                steps = steps_of(self.client.resonate.promises.tree(self.id, limit=1000))
+            except Exception:
+                steps = []
+            now = next((s.note for s in reversed(steps) if s.promise.pending and s.note.startswith("retrying")),
+                       None) or next((s.note for s in reversed(steps[1:]) if s.promise.pending and s.note), "")
+            self.status.update(escape(f"{self.id} ({self.func}) · {now}" if now else self.base))
+            self.changed.wait(self.REFRESH_S)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.done.set()
+        self.changed.set()
+        if self.thread is not None:
+            self.thread.join(timeout=2.0)
+        if self.unwatch is not None:
+            self.unwatch()
+        self.status.__exit__(*exc)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from typing import Any
 
 import typer
-from resonate_daemon.server.config import ServeConfig
+from resonate_daemon.server.config import ServeConfig, check_log_level
 
 from resonate.errors import InvalidRequest, ResonateError
 
@@ -62,11 +63,18 @@ def worker(
     socket: str = typer.Option(None, "--socket", help=SOCKET_HELP + " Overrides the global flag."),
     url: str = typer.Option(None, "--url", help="The daemon's URL (TCP), instead of the socket."),
     token: str = typer.Option(None, "--token", help="Bearer token for --url."),
+    log_level: str = typer.Option("warning", "--log-level", envvar="RESONATE_LOG_LEVEL",
+                                  help="debug, info, warning (default: each failed attempt of a step), error."),
 ) -> None:
     """Run APP's registered functions for a daemon until Ctrl+C or SIGTERM.
 
     Example: resonate worker examples/factorial.py --group default
     """
+    try:
+        level = check_log_level(log_level)
+    except InvalidRequest as exc:
+        fail(str(exc), exits.USAGE)
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = target_of(ctx)
     target = Target(socket or base.socket, url or base.url, token or base.token, base.db)
     module = import_app(app)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import pexpect
 import pytest
 from daemon_proc import Daemon
 from typer.testing import CliRunner
@@ -349,3 +350,22 @@ def test_the_readme_walkthrough_does_what_it_says(short_dir: str) -> None:
         first.wait()
         d.stop()
         d.cleanup()
+
+
+def test_the_spinner_says_which_attempt_failed_and_when_the_next_is(short_dir: str) -> None:
+    """On a terminal, invoke's spinner shows a retrying step: its attempt, the last error, the next time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESONATE_", "ORDER_"))}
+    env.update(RESONATE_DB=os.path.join(short_dir, "r.db"), XDG_RUNTIME_DIR=short_dir, COLUMNS="200",
+               ORDER_LOG=os.path.join(short_dir, "effects.log"))
+    env["NO_COLOR"] = "1"
+    counter = os.path.join(short_dir, "attempts")
+    child = pexpect.spawn(CLI[0], [*CLI[1:], "invoke", "flaky_flow", counter, "--id", "fl", "--app", ORDER_APP],
+                          env=env, encoding="utf-8", timeout=WAIT_S, dimensions=(40, 250))
+    try:
+        child.expect(r"attempt 1 of 6 failed \(ConnectionError: refused on attempt 1\), next in")
+        child.expect(r"attempt 2 of 6 failed \(ConnectionError: refused on attempt 2\), next in")
+        child.expect(r"\x1b\[2K(\x1b\[1m)?3(\x1b\[0m)?\r\n")  # the result, where the spinner was
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0

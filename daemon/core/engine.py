@@ -47,6 +47,7 @@ from ..protocol.records import (
     OUT_STATES,
     PENDING,
     REJECTED_CANCELED,
+    TAG_FUNC,
     TAG_INVOKE,
     TAG_PARENT,
     TAG_ROOT,
@@ -525,9 +526,12 @@ class Engine(Schedules, Workflows):
         root = self.get_promise(GetPromise(op.id))
         below = self.store.subtree(op.id, op.limit)
         promises = [root, *below[:op.limit - 1]]
+        ids = {p.id for p in promises}
+        # A local step's retry timers hang under the step, which has no promise until it ends: found by root.
+        promises += [p for p in self.store.pending_of_root(op.id)
+                     if p.id not in ids and p.tags.get(TAG_FUNC) == "retry" and p.tags.get(TAG_PARENT) not in ids]
         invocations = [p.id for p in promises if TAG_INVOKE in p.tags]
         prefix = op.id + "."
-        ids = {p.id for p in promises}
         running = [r for steps in self.running.values() for r in steps.values()
                    if r.parent in ids or r.id in ids or r.root == op.id or r.id.startswith(prefix)]
         return Tree(promises, truncated=len(below) >= op.limit, tasks=self.store.tasks_for(invocations),

@@ -104,12 +104,21 @@ class ServeConfig:
             token=str(pick(token, "TOKEN")) if pick(token, "TOKEN") else None,
             max_body=_int(pick(max_body, "MAX_BODY") or DEFAULT_MAX_BODY, "max body", 1, 2**31),
             ping_interval_s=_seconds(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S, "ping interval"),
-            log_level=str(pick(log_level, "LOG_LEVEL") or "warning"),
+            log_level=check_log_level(str(pick(log_level, "LOG_LEVEL") or "warning")),
             app=app_spec,
             workers=_int(n_workers, "workers", 1, 1024) if n_workers is not None else 1,
             reload=reload_flag,
             group=worker_group,
         )
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def check_log_level(level: str) -> str:
+    if level.lower() not in LOG_LEVELS:
+        raise errors.InvalidRequest(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return level.lower()
 
 
 def _int(value: object, what: str, lo: int, hi: int) -> int:

@@ -308,6 +308,10 @@ class SqliteStore:
             return out, (out[-1].created_on, out[-1].id)
         return out, None
 
+    def pending_of_root(self, root_id: str) -> list[Promise]:
+        rows = PromiseRow.select().where((PromiseRow.root_id == root_id) & (PromiseRow.state == PENDING)).dicts()
+        return [_promise(r) for r in rows]
+
     def search_workflows(self, states: tuple[str, ...] | None, func: str | None, since: int | None, limit: int,
                          cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
         where, params = self._workflows_where(states, func, since)

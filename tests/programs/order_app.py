@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from resonate import Context, NonRetryable, Resonate
+from resonate import Constant, Context, NonRetryable, Resonate
 
 resonate = Resonate.local()
 
@@ -67,3 +67,19 @@ def gated_by_file(ctx: Context, path: str) -> Any:
     g = yield ctx.run(gate, path)
     b = yield ctx.run(step, "ship")
     return [a, g, b]
+
+
+def flaky(ctx: Context, path: str) -> int:
+    """Fails with ConnectionError until its third attempt (attempts counted in ``path``)."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        n = len(f.read())
+    if n < 3:
+        raise ConnectionError(f"refused on attempt {n}")
+    return n
+
+
+@resonate.register
+def flaky_flow(ctx: Context, path: str) -> Any:
+    return (yield ctx.run(flaky, path).options(retry_policy=Constant(delay=1.5, max_retries=5)))
