@@ -12,9 +12,13 @@ from .retry import Exponential, Never, RetryPolicy
 ONE_YEAR_S = 31_536_000.0
 
 
+DEFAULT_ATTEMPTS = 10  # a plain step's attempts unless its policy says otherwise: about 2.5 minutes of backoff
+
+
 def default_retry_policy(func: Callable[..., Any]) -> RetryPolicy:
-    """Generator functions are not retried (they replay); plain functions retry with backoff."""
-    return Never() if inspect.isgeneratorfunction(func) else Exponential()
+    """Generator functions are not retried (they replay); plain functions retry with backoff, 10 attempts
+    in all (1 s, 2 s, 4 s ... 30 s apart), then fail with the last error: a bug does not retry forever."""
+    return Never() if inspect.isgeneratorfunction(func) else Exponential(max_retries=DEFAULT_ATTEMPTS - 1)
 
 
 @dataclass(frozen=True)

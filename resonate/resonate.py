@@ -295,7 +295,8 @@ class Resonate:
 
             resonate.retry("order-7").result()
         """
-        self.start()  # connected first: the reopened task may be sent to this process
+        # Not started before the request: a refused retry must not start this process's runtime (which
+        # would take up other pending work). The reopened task is INIT: sent to whoever connects.
         self._transport.call(RetryWorkflow(id))
         return self.get(id)
 
@@ -306,7 +307,6 @@ class Resonate:
             handle = resonate.fork("order-7", from_step=2)
             print(handle.id, handle.result())
         """
-        self.start()
         fork = self._transport.call(ForkWorkflow(id, from_step, new_id))
         return self.get(fork.id)
 

@@ -37,6 +37,8 @@ class NeedsDaemon(Exception):
     """The command only makes sense with a daemon (a worker, stop, --target)."""
 
 
+
+
 @dataclass(frozen=True)
 class Target:
     """Where to look, as the global flags said (None: default / environment)."""
@@ -81,6 +83,7 @@ class Client:
     app: ModuleType | None = field(default=None)
     read_only: bool = False  # embedded on a file another process holds: reads only
     holder: int = 0  # that process's pid, as its lock file says
+    missing: bool = False  # a read on a database file that does not exist: answered from an empty store
 
     @property
     def daemon(self) -> bool:
@@ -118,9 +121,9 @@ def open_client(target: Target, *, app: ModuleType | None = None, require_daemon
     if require_daemon:
         raise NeedsDaemon(f"no resonate daemon answers at {target.socket_path}; start one with `resonate serve`")
     if read and app is None and not os.path.exists(target.db_path):
-        # Nothing stored yet: answer from an empty store, and leave the file (and its lock) to whoever
-        # writes first.
-        return Client(Resonate.local(), "embedded", target, None, None)
+        # Nothing stored there (yet, or a typo in --db): answer from an empty store, say so, and create
+        # nothing: the file (and its folder) is made by the first command that writes.
+        return Client(Resonate.local(), "embedded", target, None, None, missing=True)
     if read and app is None and os.path.isfile(target.db_path):
         # A command that only reads never takes the file's lock (an `invoke --app` starting now must not
         # find it taken): it reads a snapshot beside whoever holds it. A file of an older schema is

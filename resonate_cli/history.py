@@ -21,6 +21,7 @@ from resonate_daemon.protocol.records import (
     TAG_TIMEOUT,
     Promise,
     Task,
+    parse_address,
 )
 from resonate_daemon.protocol.results import (
     Running,
@@ -145,7 +146,7 @@ def _step(p: Promise, depth: int, tasks: list[Task], running: Running | None, ti
     worker = headers.get(codec.WORKER_HEADER) or (running.worker if running else "") or next(
         (t.last_process_id for t in reversed(tasks) if t.last_process_id), "") or ""
     return Step(p, depth, kind_of(p), func, args, started, p.completed_on, attempts, worker or "", error_of(p),
-                _note(p, running, timers))
+                _note(p, running, timers, tasks))
 
 
 def _timer(p: Promise) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def _timer(p: Promise) -> dict[str, Any]:
     return recorded if isinstance(recorded, dict) else {}
 
 
-def _note(p: Promise, running: Running | None, timers: list[Promise]) -> str:
+def _note(p: Promise, running: Running | None, timers: list[Promise], tasks: list[Task]) -> str:
     if not p.pending:
         return ""
     if running is not None:
@@ -175,8 +176,26 @@ def _note(p: Promise, running: Running | None, timers: list[Promise]) -> str:
     if kind == "promise":
         return "waiting on a person or program (resonate promises resolve)"
     if kind in ("rpc", "invoke"):
-        return "waiting for a worker, or running"
+        return _invocation_note(tasks)
     return "running"
+
+
+def _invocation_note(tasks: list[Task]) -> str:
+    """What a pending invocation is doing, as its tasks say."""
+    for t in tasks:
+        if t.state == "CLAIMED":
+            return f"running on {t.process_id or 'a worker'}"
+    for t in tasks:
+        if t.state in ("INIT", "ENQUEUED"):
+            try:
+                group = parse_address(t.recv).group
+            except Exception:
+                group = t.recv
+            fn = f" with {t.func}" if t.func else ""
+            return f"{'sent to' if t.state == 'ENQUEUED' else 'waiting for'} a worker of group {group}{fn}"
+    if tasks:
+        return "suspended: waiting on what it called"
+    return "waiting for a worker, or running"
 
 
 def took_text(step: Step) -> str:

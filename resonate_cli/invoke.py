@@ -15,6 +15,8 @@ from resonate_daemon.protocol.records import Promise, address_of, parse_address
 from resonate_daemon.protocol.results import Status
 from rich.markup import escape
 
+from resonate import codec
+from resonate.errors import PromiseNotFound
 from resonate.handle import Handle
 
 from . import exits
@@ -61,9 +63,10 @@ def invoke(
     """Invoke FUNC durably and print its result (JSON).
 
     --app names your code, and it runs here: embedded on the database file when no daemon answers, or
-    through the daemon with this process joining the group as a worker until the result is in. Without
-    --app, a worker of the target group (--target/--group, default: default) runs it. Re-invoking an id
-    that already completed prints the stored result at once.
+    through the daemon with this process joining the group (--group, default: default) as a worker until
+    the result is in. Without --app, a worker of the target group (--target/--group, default: default)
+    runs it. Re-invoking an id with the same function and arguments waits for it, or prints its stored
+    result at once; with others, it is a conflict (exit 5): the id is taken.
     """
     if target and group:
         fail("give --target or --group, not both", exits.USAGE)
@@ -73,8 +76,11 @@ def invoke(
     pid = id or default_id(func, list(args or []))
     module = import_app(app)
     where = target or (f"poll://any@{group}" if group else None)
-    here = module is not None and where is None  # your code, run by this process
-    with using(ctx, app=module, worker_group=WORKER_GROUP if here else None) as client:
+    here = module is not None  # your code, run by this process
+    with using(ctx, app=module, worker_group=(group_of(where) if where else WORKER_GROUP) if here else None) as client:
+        existing = _existing(client, pid, func, values, kwargs)
+        if existing is not None and not existing.pending:
+            return View(existing.to_json(), lambda: print(pid)) if no_wait else report(existing)
         opts: dict[str, Any] = {"timeout": secs, "version": version or None}
         if client.daemon and not here:
             opts["target"] = where or "default"
@@ -93,7 +99,7 @@ def invoke(
                 fail(f"no daemon answers at {client.target.socket_path}, so {func} would run here; pass --app "
                      "with your code (e.g. --app examples/factorial.py), or start one: resonate serve --app ...",
                      exits.USAGE)
-            if where:
+            if where and not client.daemon:
                 fail("--target/--group need a daemon (workers run there); without one, invoke runs here",
                      exits.USAGE)
             client.resonate.registry.get(func, version or 0)  # NotRegistered now, naming what is
@@ -109,6 +115,24 @@ def invoke(
             promise = client.resonate.promises.get(pid)
             return View(promise.to_json(), lambda: print(pid))
         return finish(client, handle, func, where or "default")
+
+
+def _existing(client: Client, id: str, func: str, args: list[Any], kwargs: dict[str, Any]) -> Promise | None:
+    """The promise ``id`` if it exists and is this same invocation; a conflict (exit 5) if it is another."""
+    try:
+        found = client.resonate.promises.get(id)
+    except PromiseNotFound:
+        return None
+    try:
+        name, stored_args, stored_kwargs, _ = codec.decode_param(found.param)
+    except Exception:  # not an invocation we can read (a plain promise, another SDK's): say what it is
+        fail(f"{id!r} exists and is not an invocation of {func}; pick another --id", exits.CONFLICT,
+             kind="PromiseAlreadyExists")
+    if (name, stored_args, stored_kwargs) != (func, args, kwargs):
+        shown = codec.short_args(stored_args, stored_kwargs)
+        fail(f"{id!r} is taken: it is {name}({shown}) ({found.state.lower()}); pick another --id (or leave "
+             "--id out for a fresh one)", exits.CONFLICT, kind="PromiseAlreadyExists")
+    return found
 
 
 def group_of(target: str) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 import typer
 from resonate_daemon.protocol.records import Task
 from resonate_daemon.protocol.results import Status
 from rich.table import Table
+from typer.core import TyperGroup
 
 from . import exits, invoke, promises, schedules, serve, workflows
 from .follow import follow as follow_tree
@@ -33,7 +35,25 @@ Example: resonate invoke factorial 5 --app examples/factorial.py
 {exits.HELP}
 """
 
-app = typer.Typer(name="resonate", help=HELP, no_args_is_help=True, rich_markup_mode="rich",
+GLOBAL_FLAGS = ("--socket", "--url", "--token", "--db")
+
+
+class Group(TyperGroup):
+    """The root command: a global flag given after the command (``resonate steps X --db F``) fails as any
+    unknown option does, but says where it goes."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # Typer's own click's NoSuchOption, which it does not export
+            name = getattr(exc, "option_name", None)
+            if type(exc).__name__ == "NoSuchOption" and name in GLOBAL_FLAGS and isinstance(exc.args, tuple):
+                exc.message = (f"{getattr(exc, 'message', '')} for this command; {name} is a global option and goes "  # type: ignore[attr-defined]
+                               f"before the command: resonate {name} VALUE COMMAND ...")
+            raise
+
+
+app = typer.Typer(name="resonate", help=HELP, no_args_is_help=True, rich_markup_mode="rich", cls=Group,
                   context_settings={"help_option_names": ["-h", "--help"]}, pretty_exceptions_enable=False)
 
 

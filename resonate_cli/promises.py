@@ -8,7 +8,14 @@ import sys
 import time
 
 import typer
-from resonate_daemon.protocol.records import REJECTED, REJECTED_CANCELED, RESOLVED, TAG_ROOT, Promise
+from resonate_daemon.protocol.records import (
+    REJECTED,
+    REJECTED_CANCELED,
+    RESOLVED,
+    TAG_INVOKE,
+    TAG_ROOT,
+    Promise,
+)
 from rich.prompt import Confirm, Prompt
 from rich.table import Table
 
@@ -50,6 +57,7 @@ STATE = typer.Option(None, "--state", "-s",
 TAG = typer.Option(None, "--tag", "-t", help="Only promises with tag k=v (repeatable).")
 LIMIT = typer.Option(50, "--limit", "-n", min=1, max=1000, help="At most this many (newest first).")
 CURSOR = typer.Option(None, "--cursor", help="Continue from a previous page's cursor.")
+FORCE = typer.Option(False, "--force", help="Complete it even if a function is computing it (a workflow, an rpc).")
 IKEY = typer.Option(None, "--idempotency-key",
                     help="Makes retries safe (default: one derived from the state and the data, so repeating "
                          "the same completion is answered 'already', and a different one is a conflict).")
@@ -132,7 +140,7 @@ def default_ikey(state: str, text: str | None) -> str:
 
 
 def _complete(ctx: typer.Context, state: str, id: str | None, data: str | None, ikey: str | None,
-              prompt: bool) -> View:
+              prompt: bool, force: bool = True) -> View:
     verb = VERBS[state]
     text = read_data(data)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
@@ -144,6 +152,8 @@ def _complete(ctx: typer.Context, state: str, id: str | None, data: str | None, 
     with using(ctx) as client:
         if id is None:
             id = pick(client)
+        if not force:
+            _not_a_running_function(client, id, verb)
         if prompt and text is None:
             text = ask_value(client, id, verb)
         # Strict: a promise completed otherwise (or timed out) is a conflict the store reports (exit 5).
@@ -151,6 +161,18 @@ def _complete(ctx: typer.Context, state: str, id: str | None, data: str | None, 
                                                  data=text)
     again = " (it already was)" if done.status == 200 else ""
     return View(done.promise.to_json(), lambda: err.print(f"{DONE[state]} {id}{again}", highlight=False))
+
+
+def _not_a_running_function(client: Client, id: str, verb: str) -> None:
+    """Refuse to complete by hand a promise a function is computing (a workflow, an rpc), which is
+    almost always a mistake for the promise it waits on; name those."""
+    promise = client.resonate.promises.get(id)
+    if not promise.pending or TAG_INVOKE not in promise.tags:
+        return
+    waits = [p.id for p in client.resonate.promises.tree(id, limit=1000).promises if is_human_wait(p)]
+    hint = f"; it waits on {', '.join(waits[:5])}: {verb} that instead" if waits else ""
+    fail(f"{id} is a running function (resonate:invoke), not a promise waiting on a person{hint}. To end it "
+         f"by hand anyway, pass --force (or cancel it: resonate promises cancel {id} --tree)", exits.USAGE)
 
 
 def pick(client: Client) -> str:
@@ -192,12 +214,13 @@ def ask_value(client: Client, id: str, verb: str) -> str:
 def resolve(ctx: typer.Context,
             id: str = typer.Argument(None, help="The promise id (in a terminal: omit it to pick one).",
                                      autocompletion=complete_id),
-            data: str = typer.Option(None, "--data", "-d", help=DATA_HELP), idempotency_key: str = IKEY) -> View:
+            data: str = typer.Option(None, "--data", "-d", help=DATA_HELP), idempotency_key: str = IKEY,
+            force: bool = FORCE) -> View:
     """Resolve a pending promise with a JSON value; a waiting function continues.
 
     Example: resonate promises resolve order-7.1 --data '{"approved": true}'
     """
-    return _complete(ctx, RESOLVED, id, data, idempotency_key, prompt=True)
+    return _complete(ctx, RESOLVED, id, data, idempotency_key, prompt=True, force=force)
 
 
 @app.command()
@@ -205,12 +228,13 @@ def resolve(ctx: typer.Context,
 def reject(ctx: typer.Context,
            id: str = typer.Argument(None, help="The promise id (in a terminal: omit it to pick one).",
                                     autocompletion=complete_id),
-           data: str = typer.Option(None, "--data", "-d", help=DATA_HELP), idempotency_key: str = IKEY) -> View:
+           data: str = typer.Option(None, "--data", "-d", help=DATA_HELP), idempotency_key: str = IKEY,
+           force: bool = FORCE) -> View:
     """Reject a pending promise; a waiting function sees an error.
 
     Example: resonate promises reject order-7.1 --data '{"__error__": "out of stock"}'
     """
-    return _complete(ctx, REJECTED, id, data, idempotency_key, prompt=True)
+    return _complete(ctx, REJECTED, id, data, idempotency_key, prompt=True, force=force)
 
 
 @app.command()

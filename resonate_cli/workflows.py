@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import typer
-from resonate_daemon.protocol.records import TAG_INVOKE, Promise, invocation_of
+from resonate_daemon.protocol.records import TAG_INVOKE, TAG_ROOT, Promise, invocation_of
 from rich.markup import escape
 from rich.table import Table
 
@@ -120,7 +120,7 @@ def retry(ctx: typer.Context,
 
     Example: resonate retry order-7 --app app.py
     """
-    return _act(ctx, id, app, no_wait, queue, lambda client: client.resonate.retry(id))
+    return _act(ctx, id, app, no_wait, queue, lambda client: client.resonate.retry(id), "retry")
 
 
 @output()
@@ -136,10 +136,12 @@ def fork(ctx: typer.Context,
 
     Example: resonate fork order-7 --from-step 2 --id order-7b
     """
-    return _act(ctx, id, app, no_wait, queue, lambda client: client.resonate.fork(id, from_step, new_id))
+    return _act(ctx, id, app, no_wait, queue, lambda client: client.resonate.fork(id, from_step, new_id),
+                f"fork --from-step {from_step}")
 
 
-def _act(ctx: typer.Context, id: str, app: str | None, no_wait: bool, queue: bool, act: Any) -> View:
+def _act(ctx: typer.Context, id: str, app: str | None, no_wait: bool, queue: bool, act: Any,
+         act_name: str) -> View:
     module = import_app(app)
     with using(ctx, read=True) as client:  # what it is, and where its workers are, before acting on it
         root = client.resonate.promises.get(id)
@@ -147,6 +149,9 @@ def _act(ctx: typer.Context, id: str, app: str | None, no_wait: bool, queue: boo
     target = root.tags.get(TAG_INVOKE)
     func = _func(root)
     if target is None:
+        top = root.tags.get(TAG_ROOT)
+        if top and top != id:
+            fail(f"{id!r} is a step of workflow {top!r}, not a workflow: resonate {act_name} {top}", exits.USAGE)
         fail(f"{id!r} is not a workflow (it was not invoked); see resonate workflows list", exits.USAGE)
     group = group_of(target)
     if status is None and module is None:

@@ -52,8 +52,25 @@ def test_invoke_json_has_the_promise_and_result(cli: Any) -> None:
 
 def test_reinvoking_a_completed_id_prints_the_stored_result(cli: Any) -> None:
     assert cli("invoke", "greet", "bob", "--id", "g-2", "--app", APP).stdout == '"hello bob!"\n'
-    r = cli("invoke", "greet", "someone-else", "--id", "g-2", "--app", APP)
+    r = cli("invoke", "greet", "bob", "--id", "g-2", "--app", APP)
     assert r.exit_code == 0 and r.stdout == '"hello bob!"\n'
+    # Another function or other arguments under the same id: the id is taken, nothing runs.
+    r = cli("invoke", "greet", "someone-else", "--id", "g-2", "--app", APP)
+    assert r.exit_code == exits.CONFLICT and "'g-2' is taken: it is greet('bob')" in r.stderr
+    assert cli("invoke", "factorial", "3", "--id", "g-2", "--app", APP).exit_code == exits.CONFLICT
+
+
+def test_a_global_flag_after_the_command_says_where_it_goes(cli: Any) -> None:
+    r = cli("promises", "list", "--db", "x.db")
+    flat = " ".join(r.output.replace("│", " ").split())  # the error panel wraps the message
+    assert r.exit_code == exits.USAGE and "--db is a global option and goes before the command" in flat
+
+
+def test_a_read_of_a_database_that_does_not_exist_says_so_and_creates_nothing(cli: Any, short_dir: str) -> None:
+    missing = os.path.join(short_dir, "typo", "r.db")
+    r = cli("--db", missing, "workflows", "list")
+    assert r.exit_code == 0 and "which does not exist: nothing is stored there" in r.stderr
+    assert not os.path.exists(os.path.dirname(missing))  # nothing created by a read
 
 
 def test_default_id_is_readable_and_unique(cli: Any) -> None:
@@ -161,6 +178,12 @@ def test_human_wait_without_a_daemon(cli: Any) -> None:
     assert {p["id"] for p in pending} == {"order-7", "order-7.1"}
     r = cli("promises", "wait", "order-7")
     assert r.exit_code == exits.UNREACHABLE and "--app" in r.stderr
+    # The workflow's own id by mistake: refused, naming the promise it waits on; nothing changes.
+    r = cli("promises", "resolve", "order-7", "--data", "true")
+    assert r.exit_code == exits.USAGE and "it waits on order-7.1: resolve that instead" in r.stderr
+    assert doc(cli("promises", "get", "order-7", "--json"))["state"] == "PENDING"
+    steps = doc(cli("steps", "order-7", "--json"))["steps"]
+    assert steps[0]["note"] == "suspended: waiting on what it called"
     assert cli("promises", "resolve", "order-7.1", "--data", '{"approved": true}').exit_code == 0
     r = cli("promises", "wait", "order-7", "--app", APP, "--json")
     assert r.exit_code == 0, r.stderr

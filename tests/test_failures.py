@@ -162,3 +162,18 @@ def test_a_version_1_database_is_migrated_in_place(db_path: str) -> None:
         assert db.execute("SELECT func FROM tasks WHERE id = '__invoke:after'").fetchone() == ("f",)
     finally:
         db.close()
+
+
+def test_a_plain_step_retries_ten_times_by_default_then_fails() -> None:
+    from resonate.options import default_retry_policy
+    from resonate.retry import max_attempts
+
+    def plain(ctx: Context) -> None: ...
+
+    def durable(ctx: Context) -> Any:
+        yield ctx.sleep(0)
+
+    policy = default_retry_policy(plain)
+    assert max_attempts(policy) == 10
+    assert [policy.next(a) for a in (1, 2, 3, 6, 9, 10)] == [1, 2, 4, 30, 30, None]
+    assert default_retry_policy(durable).next(1) is None  # generators replay, never retried

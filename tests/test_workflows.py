@@ -121,6 +121,7 @@ def test_retry_after_a_fix_runs_only_what_did_not_resolve_and_fork_only_what_fol
 
     forked = s.cli("fork", "o1", "--from-step", "2", "--id", "o1b", "--json")
     assert forked.returncode == 0, forked.stderr
+    assert json.loads(forked.stdout)["tags"]["resonate:forked-from"] == "o1@2"
     assert (json.loads(forked.stdout)["id"], json.loads(forked.stdout)["result"]) == (
         "o1b", ["RESERVE", "CHARGE", "SHIP", 7])
     assert s.effects() == ["reserve", "charge", "charge", "ship", "ship"]  # only the step after 2
@@ -152,7 +153,7 @@ def test_a_running_workflow_is_refused_with_a_clear_message(setup: Setup) -> Non
         assert refused.returncode == exits.CONFLICT, refused.stderr
         assert "still running" in refused.stderr and "resonate promises cancel h1" in refused.stderr
     step = s.cli("retry", "h1.1")
-    assert step.returncode == exits.USAGE and "not a workflow" in step.stderr
+    assert step.returncode == exits.USAGE and "a step of workflow 'h1', not a workflow: resonate retry h1" in step.stderr
     missing = s.cli("retry", "nope")
     assert missing.returncode == exits.NOT_FOUND
 
@@ -164,9 +165,17 @@ def test_no_worker_for_the_function_fails_fast_unless_queued(setup: Setup) -> No
     s.stop_worker()
     alone = s.cli("retry", "o2")
     assert alone.returncode == exits.NOT_FOUND and "no worker of group 'orders' has 'order'" in alone.stderr
+    stored = s.cli("invoke", "order", "1", "--id", "o2", "--group", "orders")  # no worker, but nothing to run
+    assert stored.returncode == exits.REJECTED and "Broken" in stored.stderr
+    taken = s.cli("invoke", "order", "2", "--id", "o2", "--group", "orders")
+    assert taken.returncode == exits.CONFLICT and "'o2' is taken: it is order(1) (rejected)" in taken.stderr
+    here = s.cli("invoke", "order", "3", "--id", "o3", "--group", "orders", "--app", ORDER_APP)  # runs here
+    assert (here.returncode, json.loads(here.stdout)) == (0, ["RESERVE", "CHARGE", "SHIP", 3]), here.stderr
     assert json.loads(s.cli("promises", "get", "o2", "--json").stdout)["state"] == "REJECTED"  # nothing changed
     queued = s.cli("retry", "o2", "--queue", "--no-wait")
     assert (queued.returncode, queued.stdout) == (0, "o2\n")
+    waiting = json.loads(s.cli("steps", "o2", "--json").stdout)["steps"][0]["note"]
+    assert waiting == "waiting for a worker of group orders with order"
     s.start_worker()
     until(lambda: json.loads(s.cli("promises", "get", "o2", "--json").stdout)["state"] == "RESOLVED",
           "the queued retry to run on the worker that connects")

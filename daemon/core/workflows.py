@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .transitions import TaskRequest, TaskVerdict
 
 MAX_GRAPH = 100_000  # promises a retry or fork reads below a workflow
+TAG_FORKED_FROM = "resonate:forked-from"  # on a fork's root: "ID@N", the workflow and the steps it reused
 
 
 class Workflows:
@@ -67,6 +68,9 @@ class Workflows:
         if root is None:
             raise errors.PromiseNotFound(f"promise {id!r} not found")
         if TAG_INVOKE not in root.tags:
+            top = root.tags.get(TAG_ROOT)
+            if top and top != id:
+                raise errors.InvalidRequest(f"{id!r} is a step of workflow {top!r}, not a workflow: {verb} {top!r}")
             raise errors.InvalidRequest(f"{id!r} is not a workflow (it was not invoked: no resonate:invoke tag)")
         if root.pending:
             raise errors.WorkflowRunning(f"workflow {id!r} is still running; wait for it, or cancel it "
@@ -125,7 +129,7 @@ class Workflows:
                 if p.pending or not p.id.startswith(op.id + "."):
                     continue  # pending: it runs again; an id given by hand is shared, and found by that id
                 self.store.insert_promise(_renamed(p, op.id, new_id))
-            tags = {**root.tags, TAG_ROOT: new_id}
+            tags = {**root.tags, TAG_ROOT: new_id, TAG_FORKED_FROM: f"{op.id}@{op.from_step}"}
             fork = Promise(new_id, PENDING, root.param, EMPTY, after(now, root.timeout - root.created_on), tags, now,
                            None, new_id, None)
             self.store.insert_promise(fork)
