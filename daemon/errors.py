@@ -114,6 +114,13 @@ class TaskNotClaimed(ResonateError):
     code = 40309
 
 
+class TaskFenced(ResonateError):
+    """A write made on behalf of a task this worker no longer holds (its lease lapsed and another worker
+    took the task over, or it was completed): refused, and the worker abandons that execution."""
+
+    code = 40310
+
+
 class PromiseNotFound(ResonateError):
     """No promise has this id."""
 
@@ -230,7 +237,7 @@ BY_CODE: dict[int, type[ResonateError]] = {
     cls.code: cls
     for cls in (
         InvalidRequest, EncodingError, Unauthorized, AlreadyResolved, AlreadyRejected, AlreadyCanceled,
-        AlreadyTimedOut, TaskAlreadyClaimed, TaskAlreadyCompleted, InvalidCounter, TaskNotClaimed,
+        AlreadyTimedOut, TaskAlreadyClaimed, TaskAlreadyCompleted, InvalidCounter, TaskNotClaimed, TaskFenced,
         PromiseNotFound, ScheduleNotFound, TaskNotFound, NotRegistered, PromiseAlreadyExists,
         ScheduleAlreadyExists, WorkflowRunning, PayloadTooLarge, StoreLocked, StartupError, Unreachable,
     )

@@ -31,6 +31,7 @@ from resonate_daemon.errors import (
     StoreLocked,
     TaskAlreadyClaimed,
     TaskAlreadyCompleted,
+    TaskFenced,
     TaskNotClaimed,
     TaskNotFound,
     Unauthorized,
@@ -43,5 +44,5 @@ __all__ = [
     "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
     "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreLocked", "TaskAlreadyClaimed",
-    "TaskAlreadyCompleted", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "WorkflowRunning",
+    "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "WorkflowRunning",
 ]

@@ -58,7 +58,9 @@ from .errors import (
     NotRegistered,
     PromiseCanceled,
     ResonateError,
+    TaskFenced,
 )
+from .lease import Fenced, Lease
 from .options import Options
 from .registry import Registry
 from .transport import Transport, find
@@ -116,8 +118,10 @@ def _plain_root(step: RootStep) -> Generator[Any, Any, Any]:
 class Execution:
     def __init__(self, transport: Transport, registry: Registry, dependencies: dict[str, Any], claimed: Claimed,
                  recv: str, stopping: threading.Event, worker: str = "",
-                 running: dict[str, Running] | None = None) -> None:
-        self.t = transport
+                 running: dict[str, Running] | None = None, lease: Lease | None = None) -> None:
+        # Every write this execution makes carries its task's fence (see ``lease``).
+        self.t = Fenced(transport, claimed.task.id, claimed.task.counter, claimed.task.process_id,
+                        lease or Lease(claimed.task.ttl or 10_000))
         self.registry = registry
         self.dependencies = dependencies
         self.task = claimed.task
@@ -333,6 +337,7 @@ class Execution:
             run.started = self.first_started(timers) or self.t.now()
         while True:
             ctx = self.child_ctx(call.id, call, run.frame, run.timeout, attempt)
+            self.t.before_step()  # TaskFenced if this process was paused past its lease and lost the task
             self.running[call.id] = Running(call.id, call.name, run.started, attempt, self.task.process_id or "",
                                             self.worker, run.frame.id, self.root.id)
             try:
@@ -501,6 +506,8 @@ class Execution:
     def complete(self, id: str, state: str, value: Any) -> Record:
         try:
             return self.t.call(CompletePromise(id, state, value, id)).promise
+        except TaskFenced:
+            raise  # not ours to complete any more: the execution stops
         except ResonateError:
             # Completed by someone else meanwhile (canceled, timed out): the stored outcome wins.
             return self.t.call(GetPromise(id))
@@ -518,6 +525,7 @@ class Execution:
         policy = opts.policy_for(func)
         attempt = 0
         while True:
+            self.t.before_step()
             try:
                 return True, func(ctx, *args, **kwargs)
             except Exception as exc:

@@ -65,13 +65,15 @@ class LocalTransport:
                                   f"workflows on it), so {what} must wait until that process ends; or run a daemon "
                                   "(resonate serve) and let every process go through it")
 
-    def call(self, op: Op[R]) -> R:
+    def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         if self.read_only and op.METHOD != "GET":  # type: ignore[attr-defined]
             raise self._refuse(f"{type(op).__name__} (a write)")
         messages: list[Message] = []
         try:
             with self._lock:
                 try:
+                    if fence is not None:
+                        self.engine.check_fence(*fence)
                     return op.run(self.engine)
                 finally:
                     messages = self._take()

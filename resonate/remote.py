@@ -29,7 +29,7 @@ from resonate_daemon import errors
 from resonate_daemon.paths import default_socket_path
 from resonate_daemon.protocol import Op
 from resonate_daemon.protocol.records import Message
-from resonate_daemon.protocol.wire import poll_path
+from resonate_daemon.protocol.wire import fence_header, poll_path
 
 from .transport import OnMessage
 
@@ -139,9 +139,11 @@ class RemoteTransport:
         return time.time_ns() // 1_000_000
 
     # -- requests ---------------------------------------------------------------------------------
-    def call(self, op: Op[R]) -> R:
+    def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         req = op.request()
         headers = {**self._headers, **req.headers}
+        if fence is not None:
+            headers.update(fence_header(fence))
         payload = None
         if req.body is not None:
             payload = json.dumps(req.body, separators=(",", ":")).encode()

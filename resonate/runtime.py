@@ -19,8 +19,9 @@ from resonate_daemon.protocol.records import FOREVER, Message, Promise, Task
 from resonate_daemon.protocol.results import Claimed, Running
 
 from . import codec
-from .errors import NotRegistered, ResonateError
+from .errors import NotRegistered, ResonateError, TaskFenced
 from .execution import Execution, Suspended
+from .lease import Lease
 from .registry import Registry
 from .transport import Transport
 
@@ -38,6 +39,7 @@ class Runtime:
         self.group = group
         self.pid = pid
         self.ttl_ms = int(ttl_s * 1000)
+        self.lease = Lease(self.ttl_ms)  # when we last knew every task we hold is still ours
         self.recv = f"poll://any@{group}/{pid}"
         self.unicast = f"poll://uni@{group}/{pid}"
         self.workers = workers or 4
@@ -104,8 +106,11 @@ class Runtime:
             if time.monotonic() - last_beat < interval and shown == reported:
                 continue
             try:
-                self.transport.call(Heartbeat(self.pid, long))
+                sent, held = time.monotonic(), len(self._held)
+                affected = self.transport.call(Heartbeat(self.pid, long))
                 last_beat, reported = time.monotonic(), shown
+                if affected >= held:  # every task we hold is still ours (fewer: some moved on while we slept)
+                    self.lease.confirm(sent)
             except Exception as exc:  # a daemon restart or a blip; the next beat tries again
                 log.warning("heartbeat failed: %s", exc)
 
@@ -136,7 +141,9 @@ class Runtime:
 
     def _take(self, task: Task) -> None:
         try:
+            sent = time.monotonic()
             claimed = self.transport.call(ClaimTask(task.id, task.counter, self.pid, self.ttl_ms, graph=True))
+            self.lease.confirm(sent)
         except ResonateError as exc:
             log.debug("claim %s@%d: %s", task.id, task.counter, exc)  # someone else has it, or it is done
             return
@@ -147,6 +154,7 @@ class Runtime:
         assert self._pool is not None
         with self._lock:
             self._held[claimed.task.id] = claimed.task
+        self.lease.confirm()
         self._pool.submit(self.execute, claimed)
 
     def execute(self, claimed: Claimed) -> None:
@@ -155,11 +163,14 @@ class Runtime:
             self._held[task.id] = task
         try:
             result = Execution(self.transport, self.registry, self.dependencies, claimed, self.recv,
-                               self.stopping, self.worker, self.running).run()
+                               self.stopping, self.worker, self.running, self.lease).run()
             if isinstance(result, Suspended):
                 self.suspended(task.root_promise_id)
             else:
                 self.settle_handles(task.root_promise_id, result)
+        except TaskFenced as exc:  # paused past the lease: another worker has it now; we stop, write nothing
+            log.warning("abandoned %s: %s", task.root_promise_id, exc)
+            self.suspended(task.root_promise_id)  # a handle here waits for whoever finishes it
         except NotRegistered as exc:  # never a rejection for that: give it back for a worker that has it
             log.warning("%s; giving task %s back", exc, task.id)
             self._lacking.add(task.id)

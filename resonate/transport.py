@@ -29,8 +29,9 @@ class Transport(Protocol):
         """Where the store is, for people: a database file, a socket path or a URL."""
         ...
 
-    def call(self, op: Op[R]) -> R:
-        """Carry out one operation."""
+    def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
+        """Carry out one operation; with ``fence`` (task id, counter), only if that task is still held at
+        that counter (``TaskFenced`` otherwise), checked atomically with the operation."""
         ...
 
     def connect(self, group: str, pid: str, on_message: OnMessage,

@@ -606,6 +606,26 @@ def test_watch_wakes_on_changes_under_the_graph(transport: Transport, u: str) ->
         t.watch(u + "missing", changed.set)
 
 
+def test_a_write_with_a_stale_fence_is_refused(transport: Transport, u: str) -> None:
+    t = transport
+    root, tid = u + "r", f"__invoke:{u}r"
+    t.call(P.CreatePromise(root, FAR, tags={INVOKE: f"poll://any@{u}g", ROOT: root}))
+    t.call(P.ClaimTask(tid, 1, u + "old", 60_000))
+    step = P.SettleStep(root + ".1", FAR, "RESOLVED", Value.of_text("1"), tags={ROOT: root, PARENT: root})
+    assert t.call(step, fence=(tid, 1)).status == 201  # the holder writes
+    t.call(P.DropTask(tid, 1))  # its lease lapsed: the task goes back with the next counter
+    with pytest.raises(errors.TaskFenced) as info:
+        t.call(P.CreatePromise(root + ".2", FAR, tags={ROOT: root, PARENT: root}), fence=(tid, 1))
+    assert info.value.code == 40310
+    fails(t, P.GetPromise(root + ".2"), errors.PromiseNotFound, 40400)  # nothing written
+    t.call(P.ClaimTask(tid, 2, u + "new", 60_000))
+    with pytest.raises(errors.TaskFenced):
+        t.call(P.CompletePromise(root, "RESOLVED"), fence=(tid, 1))
+    assert t.call(P.CompletePromise(root, "RESOLVED"), fence=(tid, 2)).status == 201
+    with pytest.raises(errors.TaskFenced):  # the task ended with the root: nobody holds it now
+        t.call(P.CreatePromise(root + ".3", FAR, tags={ROOT: root, PARENT: root}), fence=(tid, 2))
+
+
 def test_every_op_is_covered() -> None:
     """A new op in the route table needs a case here (docs/architecture.md, "Adding a verb")."""
     with open(__file__) as f:

@@ -172,6 +172,16 @@ class Engine(Schedules, Workflows):
             for w in list(self.watches):
                 w.offer(touched)
 
+    def check_fence(self, task_id: str, counter: int) -> None:
+        """A write made for a task must come from the task's current holder: the task is still CLAIMED at
+        that counter (a lapsed lease the scheduler has not yet taken back still counts, as for a
+        heartbeat). Otherwise TaskFenced: another worker took it over, or it is done."""
+        task = self.store.get_task(task_id)
+        if task is None or task.counter != counter or task.state != CLAIMED:
+            now = "gone" if task is None else f"at counter {task.counter}, {task.state}"
+            raise errors.TaskFenced(f"task {task_id!r} counter {counter} is no longer held by this worker (it is "
+                                    f"{now}): another worker took it over, or it ended; this execution stops")
+
     def _deadline(self, at: int) -> None:
         if self._earliest is None or at < self._earliest:
             self._earliest = at

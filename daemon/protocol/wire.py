@@ -45,6 +45,23 @@ class Request:
         return self.path + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
 
 
+FENCE_HEADER = "resonate-fence"  # "COUNTER:TASK_ID": the write is made for that task at that counter
+
+
+def fence_header(fence: tuple[str, int]) -> dict[str, str]:
+    return {FENCE_HEADER: f"{fence[1]}:{fence[0]}"}
+
+
+def parse_fence(value: str | None) -> tuple[str, int] | None:
+    """The fence a request carries (None: none, as official SDKs send); InvalidRequest if malformed."""
+    if value is None:
+        return None
+    counter, sep, task_id = value.partition(":")
+    if not sep or not task_id or not counter.isdigit() or len(counter) > 18:
+        raise errors.InvalidRequest(f"{FENCE_HEADER} must be COUNTER:TASK_ID, not {value[:80]!r}")
+    return task_id, int(counter)
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """One request as a server received it: decoded path parameters, query items, headers (a mapping

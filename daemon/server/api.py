@@ -31,7 +31,7 @@ from .. import errors
 from ..core.engine import Engine
 from ..protocol import OPS, GetPromise, GetStatus, Incoming, Op
 from ..protocol.records import parse_address
-from ..protocol.wire import poll_functions
+from ..protocol.wire import FENCE_HEADER, parse_fence, poll_functions
 from .config import ServeConfig
 from .dispatch import Dispatcher, PushStream, WatchStream
 
@@ -100,6 +100,9 @@ class Api:
             body = await read_json(request, limit) if op.BODY else {}
             parsed = op.parse(Incoming(request.path_params, request.query_params.multi_items(), request.headers,
                                        body))
+            fence = parse_fence(request.headers.get(FENCE_HEADER))
+            if fence is not None:  # checked and carried out with no await between: nothing interleaves
+                engine.check_fence(*fence)
             status, payload = parsed.respond(parsed.run(engine))
             return Response(status_code=status) if payload is None else JSONResponse(payload, status_code=status)
 
