@@ -20,9 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m resonate_daemon", description="Run the resonate daemon.")
     p.add_argument("--socket", help="Unix socket path (default: under the user runtime dir)")
     p.add_argument("--db", help="SQLite database file (default: under the user data dir)")
-    p.add_argument("--http", metavar="HOST:PORT", help="also listen on TCP (token required)")
+    p.add_argument("--http", metavar="[HOST:]PORT", help="also listen on TCP (token required); PORT alone: 127.0.0.1")
     p.add_argument("--poll-port", type=int, metavar="PORT", help="legacy push stream port: GET /{group}/{pid}")
-    p.add_argument("--token", help="token for TCP clients (default: generated into DB.token)")
+    p.add_argument("--token", help="token for TCP clients (default: generated into DB.token); shows in ps: "
+                   "prefer --token-file or RESONATE_TOKEN")
+    p.add_argument("--token-file", help="a file (mode 600) holding the token for TCP clients")
     p.add_argument("--durability", choices=["full", "normal"], help="SQLite synchronous mode")
     p.add_argument("--max-body", type=int, metavar="BYTES", help="request body limit (default 10 MiB)")
     p.add_argument("--ping-interval", type=float, metavar="SECONDS", help="push stream keep-alive period")
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         config = ServeConfig.resolve(socket=args.socket, db=args.db, http=args.http, poll_port=args.poll_port,
-                                     token=args.token, durability=args.durability, max_body=args.max_body,
+                                     token=args.token, token_file=args.token_file, durability=args.durability, max_body=args.max_body,
                                      ping_interval_s=args.ping_interval, log_level=args.log_level,
                                      app=args.app, workers=args.workers, reload=args.reload, group=args.group)
     except errors.InvalidRequest as exc:

@@ -34,3 +34,24 @@ def default_db_path() -> str:
     import platformdirs
 
     return os.path.join(platformdirs.user_data_dir(APP_NAME), DB_NAME)
+
+
+def read_token_file(path: str) -> str:
+    """A token from a file only its owner can read (a token on a command line shows in ``ps``)."""
+    from . import errors
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise errors.InvalidRequest(f"cannot read token file {path!r}: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if mode & 0o077:
+            raise errors.InvalidRequest(f"token file {path!r} can be read by others (mode {mode & 0o777:o}); "
+                                        f"chmod 600 {path}")
+        token = os.read(fd, 4096).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
+    if not token:
+        raise errors.InvalidRequest(f"token file {path!r} is empty")
+    return token

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from resonate_daemon import errors
-from resonate_daemon.paths import default_socket_path
+from resonate_daemon.paths import default_socket_path, read_token_file
 from resonate_daemon.protocol import Op
 from resonate_daemon.protocol.records import Message
 from resonate_daemon.protocol.wire import fence_header, poll_path
@@ -107,11 +107,15 @@ class _Connections:
 def from_environment(socket: str | None, url: str | None, token: str | None,
                      env: Mapping[str, str] | None = None) -> tuple[str | None, str | None, str | None]:
     """Where the daemon is: the arguments given, else ``RESONATE_SOCKET`` / ``RESONATE_URL`` /
-    ``RESONATE_TOKEN`` (as the CLI reads them), else the default socket."""
+    ``RESONATE_TOKEN`` or ``RESONATE_TOKEN_FILE`` (as the CLI reads them), else the default socket."""
     env = os.environ if env is None else env
     if socket is None and url is None:
         socket, url = env.get("RESONATE_SOCKET") or None, env.get("RESONATE_URL") or None
-    return socket, url, token if token is not None else (env.get("RESONATE_TOKEN") or None)
+    if token is None:
+        token = env.get("RESONATE_TOKEN") or None
+        if token is None and env.get("RESONATE_TOKEN_FILE"):
+            token = read_token_file(env["RESONATE_TOKEN_FILE"])
+    return socket, url, token
 
 
 class RemoteTransport:

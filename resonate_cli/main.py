@@ -22,7 +22,7 @@ from .follow import follow as follow_tree
 from .history import rich_tree, steps_of, steps_table, tree_json
 from .output import JSON_HELP, View, err, fail, out, output
 from .render import print_error, state_text, when
-from .session import target_of, using
+from .session import TOKEN_FILE_HELP, target_of, token_from, using
 
 TREE_LIMIT = 5000  # nodes: a call graph bigger than this is cut, with a note, rather than hang the terminal
 
@@ -35,7 +35,7 @@ Example: resonate invoke factorial 5 --app examples/factorial.py
 {exits.HELP}
 """
 
-GLOBAL_FLAGS = ("--socket", "--url", "--token", "--db")
+GLOBAL_FLAGS = ("--socket", "--url", "--token", "--token-file", "--db")
 
 
 class Group(TyperGroup):
@@ -79,13 +79,14 @@ def main(
     socket: str = typer.Option(None, "--socket", envvar="RESONATE_SOCKET", help="The daemon's Unix socket."),
     url: str = typer.Option(None, "--url", envvar="RESONATE_URL", help="The daemon's URL (TCP) instead of the socket."),
     token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Bearer token for --url."),
+    token_file: str = typer.Option(None, "--token-file", envvar="RESONATE_TOKEN_FILE", help=TOKEN_FILE_HELP),
     db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="Database file when no daemon answers."),
     version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
     from .client import Target
 
-    ctx.obj = Target(socket or None, url or None, token or None, db or None)
+    ctx.obj = Target(socket or None, url or None, token_from(ctx, token, token_file), db or None)
 
 
 app.command(epilog=invoke.EXAMPLE)(invoke.invoke)

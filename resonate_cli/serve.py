@@ -15,17 +15,20 @@ from resonate.errors import InvalidRequest, ResonateError
 from . import exits
 from .client import Target, app_registry
 from .output import err, fail
-from .session import APP_HELP, import_app, target_of
+from .session import APP_HELP, TOKEN_FILE_HELP, import_app, target_of, token_from
 
 SOCKET_HELP = "Unix socket path (default: under the user runtime dir)."
 
 
 def serve(
+    ctx: typer.Context,
     socket: str = typer.Option(None, "--socket", envvar="RESONATE_SOCKET", help=SOCKET_HELP),
     db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="SQLite database file (default: user data dir)."),
-    http: str = typer.Option(None, "--http", metavar="HOST:PORT", help="Also listen on TCP (token required)."),
+    http: str = typer.Option(None, "--http", metavar="[HOST:]PORT",
+                             help="Also listen on TCP, token required; PORT alone: 127.0.0.1 (this machine only)."),
     poll_port: int = typer.Option(None, "--poll-port", metavar="PORT", help="Legacy push stream port (GET /{group}/{pid})."),
     token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Token for TCP clients (default: generated beside the db)."),
+    token_file: str = typer.Option(None, "--token-file", envvar="RESONATE_TOKEN_FILE", help=TOKEN_FILE_HELP),
     durability: str = typer.Option(None, "--durability", help="SQLite synchronous mode: full or normal."),
     max_body: int = typer.Option(None, "--max-body", metavar="BYTES", help="Request body limit (default 10 MiB)."),
     ping_interval: float = typer.Option(None, "--ping-interval", metavar="SECONDS", help="Push stream keep-alive period."),
@@ -42,7 +45,8 @@ def serve(
     from resonate_daemon.server.server import serve as run
 
     try:
-        config = ServeConfig.resolve(socket=socket, db=db, http=http, poll_port=poll_port, token=token,
+        config = ServeConfig.resolve(socket=socket, db=db, http=http, poll_port=poll_port,
+                                     token=token_from(ctx, token, token_file), token_file="",
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
                                      log_level=log_level, app=app, workers=workers,
                                      reload=reload or None, group=group)
@@ -63,6 +67,7 @@ def worker(
     socket: str = typer.Option(None, "--socket", help=SOCKET_HELP + " Overrides the global flag."),
     url: str = typer.Option(None, "--url", help="The daemon's URL (TCP), instead of the socket."),
     token: str = typer.Option(None, "--token", help="Bearer token for --url."),
+    token_file: str = typer.Option(None, "--token-file", help=TOKEN_FILE_HELP),
     log_level: str = typer.Option("warning", "--log-level", envvar="RESONATE_LOG_LEVEL",
                                   help="debug, info, warning (default: each failed attempt of a step), error."),
 ) -> None:
@@ -76,7 +81,7 @@ def worker(
         fail(str(exc), exits.USAGE)
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = target_of(ctx)
-    target = Target(socket or base.socket, url or base.url, token or base.token, base.db)
+    target = Target(socket or base.socket, url or base.url, token_from(ctx, token, token_file) or base.token, base.db)
     module = import_app(app)
     assert module is not None
     try:

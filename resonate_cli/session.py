@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from types import ModuleType
 
 import typer
+from resonate_daemon.paths import read_token_file
+
+from resonate.errors import InvalidRequest
 
 from . import exits
 from .client import Client, NeedsDaemon, Target, load_app, open_client
@@ -66,6 +69,26 @@ def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: 
         fail_with(exc)
     finally:
         client.close()
+
+
+TOKEN_FILE_HELP = "A file holding the token (mode 600): unlike --token, it does not show in `ps`."
+
+
+def token_from(ctx: typer.Context, token: str | None, token_file: str | None) -> str | None:
+    """The token a command was given: --token (warned about when typed on the command line, where every
+    user of the machine sees it in `ps`) or --token-file; not both."""
+    source = ctx.get_parameter_source("token")
+    if token and source is not None and source.name == "COMMANDLINE":
+        err.print("[yellow]warning:[/] a token given as --token shows in `ps` to every user of this machine; "
+                  "use --token-file FILE (mode 600) or the RESONATE_TOKEN environment variable", highlight=False)
+    if token and token_file:
+        fail("give --token or --token-file, not both", exits.USAGE)
+    if token_file:
+        try:
+            return read_token_file(token_file)
+        except InvalidRequest as exc:
+            fail(str(exc), exits.USAGE)
+    return token or None
 
 
 # -- parsing ------------------------------------------------------------------------------------

@@ -171,3 +171,56 @@ def test_our_sdk_says_so_when_the_url_is_not_a_daemon() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_a_port_alone_listens_on_this_machine_only() -> None:
+    from resonate_daemon.server.config import parse_hostport
+
+    assert parse_hostport("8123") == ("127.0.0.1", 8123) and parse_hostport(":8123") == ("127.0.0.1", 8123)
+    assert parse_hostport("0.0.0.0:8123") == ("0.0.0.0", 8123) and parse_hostport("[::1]:80") == ("::1", 80)
+    port = free_port()
+    d = Daemon("--http", str(port)).start()
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=d.socket), base_url="http://d") as c:
+            assert c.get("/v1/status").json()["http"] == f"127.0.0.1:{port}"
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+def test_a_token_file_instead_of_a_token_on_the_command_line(short_dir: str) -> None:
+    """The daemon and the CLI read the token from a private file; a readable-by-others file is refused;
+    a token typed on the command line works but is warned about (it shows in ps)."""
+    import subprocess
+    import sys
+
+    path = os.path.join(short_dir, "token")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write("s3cret-token-of-forty-characters-or-so-x\n")
+    port = free_port()
+    d = Daemon("--http", f"127.0.0.1:{port}", "--token-file", path).start()
+    cli = [sys.executable, "-m", "resonate_cli", "--url", f"http://127.0.0.1:{port}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESONATE_")}
+    try:
+        ok = subprocess.run([*cli, "--token-file", path, "status", "--json"], env=env, capture_output=True,
+                            text=True, timeout=60)
+        assert ok.returncode == 0, ok.stderr
+        assert subprocess.run([*cli, "status"], env={**env, "RESONATE_TOKEN_FILE": path}, capture_output=True,
+                              timeout=60).returncode == 0
+        typed = subprocess.run([*cli, "--token", "s3cret-token-of-forty-characters-or-so-x", "status"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert typed.returncode == 0 and "shows in `ps`" in typed.stderr
+        wrong = subprocess.run([*cli, "--token", "nope", "status"], env=env, capture_output=True, text=True,
+                               timeout=60)
+        assert wrong.returncode != 0
+        os.chmod(path, 0o644)
+        loose = subprocess.run([*cli, "--token-file", path, "status"], env=env, capture_output=True, text=True,
+                               timeout=60)
+        assert loose.returncode == 2 and "can be read by others" in loose.stderr
+        refused = subprocess.run([sys.executable, "-m", "resonate_daemon", "--socket", os.path.join(short_dir, "x.s"),
+                                  "--db", os.path.join(short_dir, "x.db"), "--http", "0", "--token-file", path],
+                                 env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "can be read by others" in refused.stderr
+    finally:
+        d.stop()
+        d.cleanup()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import errors
-from ..paths import MAX_SOCKET_PATH, default_db_path, default_socket_path
+from ..paths import MAX_SOCKET_PATH, default_db_path, default_socket_path, read_token_file
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024  # 10 MiB: far above any sane promise param, far below memory trouble
 DEFAULT_PING_S = 15.0  # an idle push stream gets a comment this often, so half-open peers are noticed
@@ -20,11 +20,14 @@ DURABILITIES = ("full", "normal")
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` (all interfaces) or ``[::1]:PORT``."""
+    """``HOST:PORT``, ``[::1]:PORT``, or ``PORT`` / ``:PORT`` (127.0.0.1: this machine only; other machines
+    need a host named, e.g. ``0.0.0.0:PORT``)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise errors.InvalidRequest(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
+    if not sep:
+        host, port = "", text
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise errors.InvalidRequest(f"expected HOST:PORT or PORT, got {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
     return host, int(port)
 
 
@@ -64,7 +67,7 @@ class ServeConfig:
     @classmethod
     def resolve(cls, *, socket: str | None = None, db: str | None = None, durability: str | None = None,
                 http: str | None = None, poll_port: int | str | None = None, token: str | None = None,
-                max_body: int | str | None = None, ping_interval_s: float | str | None = None,
+                token_file: str | None = None, max_body: int | str | None = None, ping_interval_s: float | str | None = None,
                 log_level: str | None = None, app: str | None = None, workers: int | str | None = None,
                 reload: bool | str | None = None, group: str | None = None,
                 env: Mapping[str, str] | None = None) -> ServeConfig:
@@ -101,7 +104,7 @@ class ServeConfig:
             durability=dur,
             http=parse_hostport(str(http_text)) if http_text else None,
             poll_port=_int(port, "poll port", 0, 65535) if port is not None else None,
-            token=str(pick(token, "TOKEN")) if pick(token, "TOKEN") else None,
+            token=_token(pick(token, "TOKEN"), pick(token_file, "TOKEN_FILE")),
             max_body=_int(pick(max_body, "MAX_BODY") or DEFAULT_MAX_BODY, "max body", 1, 2**31),
             ping_interval_s=_seconds(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S, "ping interval"),
             log_level=check_log_level(str(pick(log_level, "LOG_LEVEL") or "warning")),
@@ -119,6 +122,14 @@ def check_log_level(level: str) -> str:
     if level.lower() not in LOG_LEVELS:
         raise errors.InvalidRequest(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
     return level.lower()
+
+
+def _token(token: object, token_file: object) -> str | None:
+    if token and token_file:
+        raise errors.InvalidRequest("give a token or a token file, not both")
+    if token_file:
+        return read_token_file(str(token_file))
+    return str(token) if token else None
 
 
 def _int(value: object, what: str, lo: int, hi: int) -> int:
