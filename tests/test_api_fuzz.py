@@ -618,7 +618,13 @@ not_a_cursor = st.one_of(
     json_values.filter(lambda v: not (isinstance(v, list) and len(v) == 2)).map(
         lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).decode()),
     st.binary(min_size=1, max_size=20).filter(lambda b: not _utf8(b)).map(
-        lambda b: base64.urlsafe_b64encode(b).decode()))
+        lambda b: base64.urlsafe_b64encode(b).decode()),
+    # the right shape, [created_on, id], with a value no store can hold: past int64, negative, a float or
+    # a bool for the time; a lone surrogate or an over-long id
+    st.tuples(st.one_of(over_int64, negative, st.floats(), st.booleans()), st.text(max_size=6)).map(
+        lambda p: base64.urlsafe_b64encode(json.dumps(list(p)).encode()).decode()),
+    st.tuples(st.integers(0, 2**40), st.one_of(spliced(lone_surrogates), too_long)).map(
+        lambda p: base64.urlsafe_b64encode(json.dumps(list(p)).encode()).decode()))
 bad_limit = st.one_of(st.integers(max_value=0), st.integers(min_value=1001, max_value=10**30),
                       st.text(max_size=6).filter(lambda t: t.strip() != "" and not _intlike(t)),
                       st.just("1" * 5000))
@@ -636,16 +642,30 @@ def _intlike(text: str) -> bool:
 
 
 @fuzz(60)
-@given(path=st.sampled_from(["/promises", "/schedules"]), which=st.sampled_from(["limit", "cursor", "state"]),
-       data=st.data())
+@given(path=st.sampled_from(["/promises", "/schedules", "/v1/workflows"]),
+       which=st.sampled_from(["limit", "cursor", "state"]), data=st.data())
 def test_bad_search_queries_are_400(c: httpx.Client, daemon: Daemon, baseline: dict[str, Any], path: str,
                                     which: str, data: st.DataObject) -> None:
-    if which == "state" and path == "/schedules":
+    if which == "state" and path != "/promises":
         which = "limit"
     value = data.draw({"limit": bad_limit, "cursor": not_a_cursor, "state": bad_search_state}[which])
     if which == "limit" and isinstance(value, int):
         value = str(value)
     check(c, daemon, baseline, Req("GET", f"{path}?{which}={quote(value, safe='')}"))
+
+
+@fuzz(60)
+@given(path=st.sampled_from(["/promises", "/schedules", "/v1/workflows", "/v1/tasks", "/promises/fz-x",
+                             "/v1/promises/fz-x/tree"]),
+       name=st.sampled_from(["id", "state", "limit", "cursor", "func", "since", "tags[k]", "tags[\ud800]"]),
+       raw=st.one_of(st.binary(max_size=12), st.text(max_size=12)))
+def test_any_query_string_is_answered_never_a_5xx(c: httpx.Client, daemon: Daemon, baseline: dict[str, Any],
+                                                   path: str, name: str, raw: bytes | str) -> None:
+    """Whatever bytes a query parameter holds (invalid UTF-8 included): an answer or a 400/404, never a 5xx."""
+    value = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    key = name.encode("utf-8", "surrogatepass")
+    check(c, daemon, baseline, Req("GET", f"{path}?{quote(key, safe='')}={quote(value, safe='')}",
+                                   expect=frozenset({200, 400, 404})))
 
 
 @st.composite

@@ -452,13 +452,18 @@ def encode_cursor(cursor: tuple[int, str] | None) -> str | None:
 
 
 def decode_cursor(text: str | None) -> tuple[int, str] | None:
+    """A cursor back into (created_on, id); anything else a client sends (a float, a number past int64, an
+    id that is not valid Unicode) is InvalidRequest, never an error deeper down."""
     if not text:
         return None
     try:
         on, id = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return int(on), str(id)
+        if type(on) is not int or not 0 <= on <= INT64_MAX or not isinstance(id, str) or len(id) > MAX_ID_LENGTH:
+            raise ValueError(text)
+        id.encode("utf-8")  # a lone surrogate cannot be compared with stored ids
+        return on, id
     except Exception:
-        raise errors.InvalidRequest(f"invalid cursor {text!r}") from None
+        raise errors.InvalidRequest(f"invalid cursor {text[:100]!r}") from None
 
 
 __all__ = ["PENDING", "RESOLVED", "REJECTED", "REJECTED_CANCELED", "REJECTED_TIMEDOUT", "PROMISE_STATES",
