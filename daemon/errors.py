@@ -181,6 +181,18 @@ class PayloadTooLarge(ResonateError):
     code = 41300
 
 
+class StoreCorrupt(ResonateError):
+    """The database file is damaged, truncated, or not a database: refused at open."""
+
+    code = 50310
+
+
+class StoreGone(ResonateError):
+    """The database file was deleted or replaced while open: writes are refused (nobody would read them)."""
+
+    code = 50311
+
+
 class StoreLocked(ResonateError):
     """Another live process holds the database file."""
 
@@ -239,7 +251,7 @@ BY_CODE: dict[int, type[ResonateError]] = {
         InvalidRequest, EncodingError, Unauthorized, AlreadyResolved, AlreadyRejected, AlreadyCanceled,
         AlreadyTimedOut, TaskAlreadyClaimed, TaskAlreadyCompleted, InvalidCounter, TaskNotClaimed, TaskFenced,
         PromiseNotFound, ScheduleNotFound, TaskNotFound, NotRegistered, PromiseAlreadyExists,
-        ScheduleAlreadyExists, WorkflowRunning, PayloadTooLarge, StoreLocked, StartupError, Unreachable,
+        ScheduleAlreadyExists, WorkflowRunning, PayloadTooLarge, StoreLocked, StoreCorrupt, StoreGone, StartupError, Unreachable,
     )
 }
 

@@ -28,6 +28,8 @@ from resonate_daemon.errors import (
     ScheduleAlreadyExists,
     ScheduleNotFound,
     StartupError,
+    StoreCorrupt,
+    StoreGone,
     StoreLocked,
     TaskAlreadyClaimed,
     TaskAlreadyCompleted,
@@ -43,6 +45,6 @@ __all__ = [
     "AlreadyCanceled", "AlreadyRejected", "AlreadyResolved", "AlreadyTimedOut", "EncodingError", "InvalidCounter",
     "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
-    "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreLocked", "TaskAlreadyClaimed",
+    "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreCorrupt", "StoreGone", "StoreLocked", "TaskAlreadyClaimed",
     "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "WorkflowRunning",
 ]

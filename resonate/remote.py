@@ -179,7 +179,7 @@ class RemoteTransport:
                     if status >= 400:
                         raise errors.from_json(data, status)
                     return status, data
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline or _permanent(data):
                     raise errors.from_json(data, status)
             time.sleep(delay)  # backoff between retries of a failed request, not a test wait
             delay = min(delay * 2, 1.0)
@@ -345,6 +345,12 @@ class RemoteTransport:
 
     def __repr__(self) -> str:
         return f"<RemoteTransport {self._where}>"
+
+
+def _permanent(data: Any) -> bool:
+    """A 5xx that waiting will not cure: the daemon's database file is damaged or gone."""
+    err = data.get("error") if isinstance(data, dict) else None
+    return isinstance(err, dict) and err.get("code") in (errors.StoreCorrupt.code, errors.StoreGone.code)
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from resonate_daemon.protocol.records import Task
 from resonate_daemon.protocol.results import Status
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -125,6 +126,8 @@ def _status_table(doc: Status, socket: str) -> None:
     else:
         table.add_row("daemon", f"[yellow]not running[/] at {socket}: embedded mode")
     table.add_row("database", str(doc.db))
+    if doc.problem:
+        table.add_row("problem", f"[bold red]{escape(doc.problem)}[/]")
     table.add_row("promises", ", ".join(f"{state_text(k)} {v}" for k, v in sorted(doc.promises.items())) or "none")
     table.add_row("tasks", ", ".join(f"{k} {v}" for k, v in sorted(doc.tasks.items())) or "none")
     table.add_row("workers", ", ".join(f"{g}: {len(p)}" for g, p in doc.workers.items()) or "none connected")

@@ -554,7 +554,8 @@ class Engine(Schedules, Workflows):
     def get_status(self, op: GetStatus) -> Status:
         """The store's side of the status; a daemon adds where it listens and who is connected."""
         return Status(mode="embedded", version=__version__, db=self.store.location,
-                      promises=self.store.count_promises_by_state(), tasks=self.store.count_tasks_by_state())
+                      promises=self.store.count_promises_by_state(), tasks=self.store.count_tasks_by_state(),
+                      problem=self.store.problem())
 
 
 def _named(error: errors.ResonateError, task_id: str) -> errors.ResonateError:

@@ -122,6 +122,7 @@ class Status:
     functions: dict[str, dict[str, dict[str, list[int]] | None]] = field(default_factory=dict)
     # invocations no connected worker can take now: {"group", "func", "version", "tasks"}
     waiting: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None  # what is wrong with the store now (its file deleted or replaced), if anything
 
     def has_function(self, group: str, func: str) -> bool:
         """Is a worker of ``group`` connected that runs ``func`` (or announced nothing, so runs all)?"""
@@ -131,7 +132,7 @@ class Status:
         return {"mode": self.mode, "version": self.version, "pid": self.pid, "socket": self.socket,
                 "db": self.db, "http": self.http, "pollPort": self.poll_port, "promises": dict(self.promises),
                 "tasks": dict(self.tasks), "workers": {g: list(p) for g, p in self.workers.items()},
-                "functions": self.functions, "waiting": list(self.waiting)}
+                "functions": self.functions, "waiting": list(self.waiting), "problem": self.problem}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Status:
@@ -140,7 +141,8 @@ class Status:
                    tasks=dict(obj.get("tasks") or {}), workers=dict(obj.get("workers") or {}),
                    pid=obj.get("pid"), socket=obj.get("socket"), http=obj.get("http"),
                    poll_port=obj.get("pollPort"), functions=dict(obj.get("functions") or {}),
-                   waiting=list(obj.get("waiting") or []))
+                   waiting=list(obj.get("waiting") or []),
+                   problem=str(obj["problem"]) if obj.get("problem") else None)
 
 
 __all__ = ["Created", "Completed", "Registered", "Claimed", "TaskResult", "Page", "Tree", "Running", "Status"]

@@ -30,6 +30,9 @@ class Store(Protocol):
         power failure is harmless; commits stay in order."""
         ...
 
+    def problem(self) -> str | None:
+        """What is wrong with the store now (its file deleted or replaced while open), or None."""
+        ...
     def data_version(self) -> int:
         """A number that changes when another process commits to the store (how a read-only reader of a
         file notices writes it cannot be told of)."""

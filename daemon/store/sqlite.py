@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +46,7 @@ from .sqlite_schema import (
     ScheduleRow,
     TaskRow,
     connect_sqlite,
+    refuse_an_emptied_store,
 )
 
 
@@ -84,6 +86,9 @@ def _s(name: str) -> str:
     return "@@" + name
 
 
+log = logging.getLogger("resonate.store")
+
+
 class _RollBack(Exception):
     """Ends a read-only store's transaction: whatever it did is rolled back."""
 
@@ -94,12 +99,17 @@ class SqliteStore:
     def __init__(self, db: pw.Database, *, lock_path: str | None = None, read_only: bool = False) -> None:
         self.db = db
         self.read_only = read_only
+        self._warned = False
         self._lock = FileLock(lock_path) if lock_path else None
         if self._lock:
             self._lock.acquire()
         try:
             db.bind(MODELS, bind_refs=False, bind_backrefs=False)
-            db.connect(reuse_if_open=True)
+            try:
+                db.connect(reuse_if_open=True)
+            except pw.DatabaseError as exc:  # not a database at all (its header), or damaged past opening
+                raise errors.StoreCorrupt(f"database {self.location!r} cannot be read: {exc}; restore it from a "
+                                          "backup, or move it away to start an empty one") from None
             self._sqlite = isinstance(db, pw.SqliteDatabase)
             # A commit that may skip the fsync (see transaction(durable=False)) only matters when
             # commits fsync at all: a file database at synchronous=FULL.
@@ -108,7 +118,11 @@ class SqliteStore:
             if read_only:
                 self._check_version()
             else:
+                if self._lock:
+                    self._quick_check()
                 self.migrate()
+                if self._lock:
+                    self._lock.mark()
             self._compile()
         except BaseException:
             if self._lock:
@@ -126,14 +140,41 @@ class SqliteStore:
             if path == ":memory:" or not os.path.isfile(path):
                 raise errors.InvalidRequest(f"no database file at {path!r} to read")
             return cls(connect_sqlite(path, durability), read_only=True)
-        lock = None if path == ":memory:" else f"{path}.lock"
+        lock = None if path == ":memory:" else path
         if lock:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            refuse_an_emptied_store(path)
         return cls(connect_sqlite(path, durability), lock_path=lock)
+
+    def problem(self) -> str | None:
+        return self._gone_message() if self._lock is not None and self._lock.gone() is not None else None
+
+    def _gone_message(self) -> str:
+        assert self._lock is not None
+        message = (f"the database file {self.location} was {self._lock.gone()} while open: writes are refused, "
+                   "so that nothing is acknowledged into a file nobody will open again; put it back, or restart "
+                   "the daemon on the file you mean")
+        if not self._warned:
+            self._warned = True
+            log.error("%s", message)
+        return message
 
     def data_version(self) -> int:
         """Changes when another connection commits to the file (SQLite's ``PRAGMA data_version``)."""
         return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
+
+    def _quick_check(self) -> None:
+        """A damaged file (truncated, overwritten, not a database) is refused at open, clearly, before
+        anything is written into it."""
+        try:
+            rows = self.db.execute_sql("PRAGMA quick_check").fetchall()
+        except pw.DatabaseError as exc:
+            raise errors.StoreCorrupt(f"database {self.location!r} cannot be read: {exc}; restore it from a "
+                                      "backup, or move it away to start an empty one") from None
+        problems = [str(r[0]) for r in rows if r and r[0] != "ok"]
+        if problems:
+            raise errors.StoreCorrupt(f"database {self.location!r} is damaged ({'; '.join(problems[:3])}); restore "
+                                      "it from a backup, or move it away to start an empty one")
 
     def _check_version(self) -> None:
         version = 0
@@ -192,6 +233,8 @@ class SqliteStore:
         """One write transaction. ``durable=False`` commits without the WAL fsync, for writes whose loss
         on power failure is harmless (a task marked sent goes back to INIT on restart anyway); the next
         durable commit fsyncs the WAL, and with it this one, so the order of commits is kept."""
+        if self._lock is not None and self._lock.gone() is not None:
+            raise errors.StoreGone(self._gone_message())
         if self.read_only:  # a snapshot, never kept: always rolled back
             try:
                 with self.db.atomic("DEFERRED"):

@@ -136,35 +136,88 @@ MIGRATIONS = [_migrate_1, _migrate_2]
 
 
 class FileLock:
-    """An exclusive advisory lock on ``path`` (flock): one live process per database file."""
+    """One live process per database file, whatever name it is reached by: an exclusive flock on the
+    database file itself, so a hard link or a symlink to it is the same lock (its inode). SQLite's own
+    locks are POSIX (fcntl) locks, independent of flock on Linux. The holder's pid is written beside it,
+    in ``DB.lock``, once the store is open (``mark``): for messages, and as a sign that a store was here.
+
+    The fd stays open while the store is: closing any fd of the file would drop SQLite's POSIX locks."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.pid_path = path + ".lock"
         self._fd: int | None = None
+        self.inode: tuple[int, int] | None = None  # (st_dev, st_ino) of the file locked
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            st = os.fstat(fd)
             os.close(fd)
-            holder = ""
-            with contextlib.suppress(OSError):
-                with open(self.path) as f:
-                    holder = f.read().strip()
+            holder = _flock_holder(st.st_dev, st.st_ino)
+            if not holder:
+                with contextlib.suppress(OSError, ValueError):
+                    with open(self.pid_path) as f:
+                        holder = str(int(f.read().strip()))
             raise errors.StoreLocked(
-                f"database {self.path[:-5]!r} is in use by another process"
+                f"database {self.path!r} is in use by another process"
                 + (f" (pid {holder})" if holder else "")
+                + " (the same file, by this name or another: a link)"
                 + "; stop it, or point this one at another file"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        st = os.fstat(fd)
+        self.inode = (st.st_dev, st.st_ino)
         self._fd = fd
+
+    def mark(self) -> None:
+        """Write our pid beside the database (it is open and its schema is in place)."""
+        fd = os.open(self.pid_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+
+    def gone(self) -> str | None:
+        """Why the file we locked is no longer the database at our path (deleted, replaced, moved), or None."""
+        if self._fd is None or self.inode is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return "deleted" if os.fstat(self._fd).st_nlink == 0 else "moved away"
+        return None if (st.st_dev, st.st_ino) == self.inode else "replaced by another file"
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _flock_holder(dev: int, ino: int) -> str:
+    """The pid holding a flock on this inode, from /proc/locks (Linux; "" elsewhere or if unknown)."""
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    with contextlib.suppress(OSError):
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == want:
+                    return parts[4]
+    return ""
+
+
+def refuse_an_emptied_store(path: str) -> None:
+    """A 0-byte database where a store was before (its pid file is there) was truncated: starting an
+    empty store in its place would hide the loss. Refused, with what to do."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return
+    if size == 0 and os.path.exists(path + ".lock") and not os.path.exists(path + "-wal"):
+        raise errors.StoreCorrupt(f"database {path!r} is empty (0 bytes), but a store was here before ({path}.lock "
+                                  f"exists): it was truncated. Restore it from a backup, or remove {path}.lock to "
+                                  "start a new, empty store")
 
 
 def connect_sqlite(path: str, durability: str = "full") -> pw.SqliteDatabase:
