@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--durability", choices=["full", "normal"], help="SQLite synchronous mode")
     p.add_argument("--max-body", type=int, metavar="BYTES", help="request body limit (default 10 MiB)")
     p.add_argument("--ping-interval", type=float, metavar="SECONDS", help="push stream keep-alive period")
+    p.add_argument("--request-timeout", type=float, metavar="SECONDS",
+                   help="a TCP request must arrive whole this soon (default 10)")
     p.add_argument("--log-level", help="debug, info, warning (default), error")
     p.add_argument("--app", help="supervise workers running this app (a file or a module path)")
     p.add_argument("--workers", type=int, metavar="N", help="how many worker processes for --app (default 1)")
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ServeConfig.resolve(socket=args.socket, db=args.db, http=args.http, poll_port=args.poll_port,
                                      token=args.token, token_file=args.token_file, durability=args.durability, max_body=args.max_body,
-                                     ping_interval_s=args.ping_interval, log_level=args.log_level,
+                                     ping_interval_s=args.ping_interval,
+                                     request_timeout_s=args.request_timeout, log_level=args.log_level,
                                      app=args.app, workers=args.workers, reload=args.reload, group=args.group)
     except errors.InvalidRequest as exc:
         print(f"resonate daemon: {exc}", file=sys.stderr)

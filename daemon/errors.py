@@ -66,6 +66,12 @@ class Unauthorized(ResonateError):
     code = 40100
 
 
+class Forbidden(ResonateError):
+    """A Unix-socket client running as another user (neither the daemon's uid nor root): refused."""
+
+    code = 40311
+
+
 class AlreadyResolved(ResonateError):
     """A completion met a promise that is already RESOLVED (a create gets PromiseAlreadyExists)."""
 
@@ -209,6 +215,12 @@ class Unreachable(ResonateError):
     """No daemon answers at the configured socket or URL (or what answers is not a resonate daemon)."""
 
     code = 50302
+
+
+class UntrustedDaemon(ResonateError):
+    """What listens on the socket runs as another user (not us, not root): nothing is sent to it."""
+
+    code = 50303
 
 
 # -- outcomes of durable executions (never on the wire as errors) --------------------------------

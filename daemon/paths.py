@@ -55,3 +55,43 @@ def read_token_file(path: str) -> str:
     if not token:
         raise errors.InvalidRequest(f"token file {path!r} is empty")
     return token
+
+
+def peer_uid(sock: object) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket (``SO_PEERCRED``), or None
+    where the OS cannot say (not Linux)."""
+    import socket
+    import struct
+
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))  # type: ignore[attr-defined]
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+def trusted_uid(uid: int | None) -> bool:
+    """Us, or root (who can read our files anyway); None: the OS gave no answer, nothing to check."""
+    return uid is None or uid == 0 or uid == os.geteuid()
+
+
+def socket_dir_problem(directory: str) -> str | None:
+    """Why a socket in ``directory`` could be replaced or watched by another user, or None if it cannot:
+    the directory must be a real directory (not a symlink), owned by us (or root, when we are root), and
+    writable by nobody else. A shared directory such as /tmp lets anyone remove or pre-create the socket."""
+    import stat
+
+    try:
+        st = os.lstat(directory)
+    except OSError as exc:
+        return f"cannot inspect {directory}: {exc.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{directory} is a symbolic link (to {os.path.realpath(directory)}); name the real directory"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{directory} is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"{directory} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+        return (f"{directory} can be written by other users (mode {stat.S_IMODE(st.st_mode):o}): they could "
+                "replace the socket")
+    return None

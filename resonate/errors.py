@@ -13,6 +13,7 @@ from resonate_daemon.errors import (
     AlreadyResolved,
     AlreadyTimedOut,
     EncodingError,
+    Forbidden,
     InvalidCounter,
     InvalidRequest,
     NondeterminismError,
@@ -38,13 +39,15 @@ from resonate_daemon.errors import (
     TaskNotFound,
     Unauthorized,
     Unreachable,
+    UntrustedDaemon,
     WorkflowRunning,
 )
 
 __all__ = [
-    "AlreadyCanceled", "AlreadyRejected", "AlreadyResolved", "AlreadyTimedOut", "EncodingError", "InvalidCounter",
+    "AlreadyCanceled", "AlreadyRejected", "AlreadyResolved", "AlreadyTimedOut", "EncodingError", "Forbidden", "InvalidCounter",
     "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
     "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreCorrupt", "StoreGone", "StoreLocked", "TaskAlreadyClaimed",
-    "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "WorkflowRunning",
+    "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "UntrustedDaemon",
+    "WorkflowRunning",
 ]

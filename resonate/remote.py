@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from resonate_daemon import errors
-from resonate_daemon.paths import default_socket_path, read_token_file
+from resonate_daemon.paths import default_socket_path, peer_uid, read_token_file, trusted_uid
 from resonate_daemon.protocol import Op
 from resonate_daemon.protocol.records import Message
 from resonate_daemon.protocol.wire import fence_header, poll_path
@@ -50,9 +50,16 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         try:
             sock.settimeout(self.timeout)
             sock.connect(self.unix_path)
+            uid = peer_uid(sock)
         except OSError:
             sock.close()  # a failed connect must not leak the socket (one per retry while the daemon is down)
             raise
+        if not trusted_uid(uid):  # checked before a byte is sent: a token, a promise, an argument
+            sock.close()
+            raise errors.UntrustedDaemon(
+                f"the process listening on {self.unix_path} runs as uid {uid}, not as you (uid {os.geteuid()}) "
+                "or root; nothing was sent to it. Another user may have put it there: remove the socket, or "
+                "use a socket in a directory only you can write (--socket / RESONATE_SOCKET)")
         self.sock = sock
 
 
@@ -371,6 +378,8 @@ def probe(*, socket: str | None = None, url: str | None = None, token: str | Non
     transport = RemoteTransport(socket=socket, url=url, token=token, retry_for=0, timeout=timeout)
     try:
         return transport.call(GetStatus())
+    except (errors.UntrustedDaemon, errors.Forbidden):
+        raise  # something answers, and it is not ours (or will not have us): say so, never fall back
     except errors.ResonateError:
         return None
     finally:

@@ -42,7 +42,7 @@ def code_for(exc: BaseException) -> int:
         return NOT_FOUND
     if isinstance(exc, _CONFLICT):
         return CONFLICT
-    if isinstance(exc, (errors.Unreachable, errors.StoreLocked)):
+    if isinstance(exc, (errors.Unreachable, errors.StoreLocked, errors.UntrustedDaemon)):
         return UNREACHABLE
     if isinstance(exc, (TimeoutError, concurrent.futures.TimeoutError, errors.PromiseTimedOut)):
         return TIMED_OUT

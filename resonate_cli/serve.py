@@ -32,6 +32,8 @@ def serve(
     durability: str = typer.Option(None, "--durability", help="SQLite synchronous mode: full or normal."),
     max_body: int = typer.Option(None, "--max-body", metavar="BYTES", help="Request body limit (default 10 MiB)."),
     ping_interval: float = typer.Option(None, "--ping-interval", metavar="SECONDS", help="Push stream keep-alive period."),
+    request_timeout: float = typer.Option(None, "--request-timeout", metavar="SECONDS",
+                                          help="On TCP, a request must arrive whole this soon (default 10)."),
     log_level: str = typer.Option(None, "--log-level", help="debug, info, warning (default), error."),
     app: str = typer.Option(None, "--app", "-a", help=APP_HELP + " Supervised workers run it."),
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="How many worker processes for --app."),
@@ -48,6 +50,7 @@ def serve(
         config = ServeConfig.resolve(socket=socket, db=db, http=http, poll_port=poll_port,
                                      token=token_from(ctx, token, token_file), token_file="",
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
+                                     request_timeout_s=request_timeout,
                                      log_level=log_level, app=app, workers=workers,
                                      reload=reload or None, group=group)
     except InvalidRequest as exc:

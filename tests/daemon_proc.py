@@ -43,11 +43,12 @@ class Daemon:
         self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = os.path.join(self.dir, "daemon.log")
+        self.preexec_fn: Any = None  # e.g. lower the daemon's RLIMIT_NOFILE, or drop to another uid
 
     def spawn(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "resonate_daemon", "--socket", self.socket, "--db", self.db, *self.args]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=self.preexec_fn)
         return self.proc
 
     def start(self, timeout: float = 10.0) -> Daemon:

@@ -15,6 +15,7 @@ from .. import errors
 from ..paths import MAX_SOCKET_PATH, default_db_path, default_socket_path, read_token_file
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024  # 10 MiB: far above any sane promise param, far below memory trouble
+DEFAULT_REQUEST_TIMEOUT_S = 10.0  # a TCP request must arrive whole this soon after its first byte
 DEFAULT_PING_S = 15.0  # an idle push stream gets a comment this often, so half-open peers are noticed
 DURABILITIES = ("full", "normal")
 
@@ -49,6 +50,7 @@ class ServeConfig:
     token: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     ping_interval_s: float = DEFAULT_PING_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     log_level: str = "warning"
     app: str | None = None  # with it, the daemon supervises `workers` processes of `resonate worker APP`
     workers: int = 1
@@ -68,6 +70,7 @@ class ServeConfig:
     def resolve(cls, *, socket: str | None = None, db: str | None = None, durability: str | None = None,
                 http: str | None = None, poll_port: int | str | None = None, token: str | None = None,
                 token_file: str | None = None, max_body: int | str | None = None, ping_interval_s: float | str | None = None,
+                request_timeout_s: float | str | None = None,
                 log_level: str | None = None, app: str | None = None, workers: int | str | None = None,
                 reload: bool | str | None = None, group: str | None = None,
                 env: Mapping[str, str] | None = None) -> ServeConfig:
@@ -107,6 +110,8 @@ class ServeConfig:
             token=_token(pick(token, "TOKEN"), pick(token_file, "TOKEN_FILE")),
             max_body=_int(pick(max_body, "MAX_BODY") or DEFAULT_MAX_BODY, "max body", 1, 2**31),
             ping_interval_s=_seconds(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S, "ping interval"),
+            request_timeout_s=_seconds(pick(request_timeout_s, "REQUEST_TIMEOUT") or DEFAULT_REQUEST_TIMEOUT_S,
+                                       "request timeout"),
             log_level=check_log_level(str(pick(log_level, "LOG_LEVEL") or "warning")),
             app=app_spec,
             workers=_int(n_workers, "workers", 1, 1024) if n_workers is not None else 1,

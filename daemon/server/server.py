@@ -30,11 +30,12 @@ import uvicorn
 
 from ..core.engine import Engine
 from ..errors import StartupError
-from ..paths import default_socket_path
+from ..paths import default_socket_path, socket_dir_problem
 from ..store import open_store
 from .api import AppState, create_app
 from .config import ServeConfig
 from .dispatch import Dispatcher
+from .guard import TCP_BACKLOG, Budget, protocol_for, quiet_exception_handler, raise_nofile
 from .scheduler import Scheduler
 from .supervisor import Supervisor
 
@@ -55,11 +56,16 @@ class _Server(uvicorn.Server):
 def prepare_socket_path(path: str) -> None:
     """Create the socket's directory (0700) if needed; remove a stale socket, refuse a live one."""
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
+    if not os.path.lexists(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
-    elif path == default_socket_path():
+    elif path == default_socket_path() and os.path.isdir(directory) and not os.path.islink(directory) \
+            and os.stat(directory).st_uid == os.geteuid():
         os.chmod(directory, 0o700)  # our own default directory: make sure it is private
+    problem = socket_dir_problem(directory)
+    if problem is not None:
+        raise StartupError(f"refusing to put the socket in {directory}: {problem}. Use a directory only you can "
+                           "write (the default, or --socket in a folder of yours with mode 700)")
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -126,8 +132,10 @@ def load_token(config: ServeConfig) -> str:
     return token
 
 
-def _uvicorn(app: Any, config: ServeConfig) -> _Server:
-    cfg = uvicorn.Config(app, log_level=config.log_level, access_log=False, lifespan="off",
+def _uvicorn(app: Any, config: ServeConfig, budget: Budget, sock: socket.socket) -> _Server:
+    tcp = sock.family != socket.AF_UNIX
+    http = protocol_for(budget, tcp=tcp, request_timeout=config.request_timeout_s)
+    cfg = uvicorn.Config(app, http=http, backlog=TCP_BACKLOG if tcp else 2048, log_level=config.log_level, access_log=False, lifespan="off",
                          timeout_graceful_shutdown=5, server_header=False, proxy_headers=False,
                          ws="none", timeout_keep_alive=75)
     return _Server(cfg)
@@ -198,8 +206,10 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
 
 async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], engine: Engine,
                dispatcher: Dispatcher, ready: Any, supervisor: Supervisor | None = None) -> None:
-    servers = [_uvicorn(app, config) for app, _ in listeners]
+    budget = Budget(raise_nofile())
+    servers = [_uvicorn(app, config, budget, sock) for app, sock in listeners]
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(quiet_exception_handler())
     scheduler = asyncio.create_task(Scheduler(engine).run(), name="resonate-scheduler")
 
     def on_signal(sig: int) -> None:
