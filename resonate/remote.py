@@ -29,7 +29,7 @@ from resonate_daemon import errors
 from resonate_daemon.paths import default_socket_path, peer_uid, read_token_file, trusted_uid
 from resonate_daemon.protocol import Op
 from resonate_daemon.protocol.records import Message
-from resonate_daemon.protocol.wire import fence_header, poll_path
+from resonate_daemon.protocol.wire import NOW_HEADER, fence_header, poll_path
 
 from .transport import OnMessage
 
@@ -141,13 +141,21 @@ class RemoteTransport:
         self._stream: threading.Thread | None = None
         self._stream_conn: http.client.HTTPConnection | None = None
         self.connected = threading.Event()
+        # Until the daemon's first answer says its time, ours (epoch ms on the monotonic clock's pace).
+        self._offset = time.time_ns() // 1_000_000 - time.monotonic_ns() // 1_000_000
 
     @property
     def where(self) -> str:
         return self._where
 
     def now(self) -> int:
-        return time.time_ns() // 1_000_000
+        """The daemon's clock, as of its last answer moved on by our monotonic clock: every deadline a
+        worker sets (a sleep, a timeout, a retry's timer) is on the daemon's time, whatever ours says."""
+        return time.monotonic_ns() // 1_000_000 + self._offset
+
+    def _saw_clock(self, value: str | None) -> None:
+        if value is not None and value.isdigit() and len(value) < 19:
+            self._offset = int(value) - time.monotonic_ns() // 1_000_000
 
     # -- requests ---------------------------------------------------------------------------------
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
@@ -197,6 +205,7 @@ class RemoteTransport:
         conn.request(method, target, body=payload, headers=headers)
         response = conn.getresponse()
         raw = response.read()
+        self._saw_clock(response.getheader(NOW_HEADER))
         if response.will_close:
             self._conns.drop()
         return response.status, raw

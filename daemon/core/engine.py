@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from .. import __version__, errors
-from ..clock import Clock, SystemClock
+from ..clock import Clock, MonotonicClock
 from ..protocol import (
     ClaimTask,
     CompletePromise,
@@ -114,7 +114,7 @@ class Engine(Schedules, Workflows):
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  sink: Callable[[list[Message]], None] | None = None) -> None:
         self.store = store
-        self.clock = clock or SystemClock()
+        self.clock = clock or MonotonicClock()
         self.sink = sink
         self._outbox: list[Message] = []
         # The scheduler sets ``wake`` and ``wake_at``; a write that makes a deadline earlier than

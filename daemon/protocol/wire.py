@@ -45,6 +45,9 @@ class Request:
         return self.path + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
 
 
+# The daemon's clock (epoch ms) on every answer to an operation: a worker computes its deadlines (sleeps,
+# timeouts, retry timers) on it, not on its own clock, which may be off by an hour.
+NOW_HEADER = "resonate-now"
 FENCE_HEADER = "resonate-fence"  # "COUNTER:TASK_ID": the write is made for that task at that counter
 
 

@@ -31,7 +31,7 @@ from .. import errors
 from ..core.engine import Engine
 from ..protocol import OPS, GetPromise, GetStatus, Incoming, Op
 from ..protocol.records import parse_address
-from ..protocol.wire import FENCE_HEADER, parse_fence, poll_functions
+from ..protocol.wire import FENCE_HEADER, NOW_HEADER, parse_fence, poll_functions
 from .config import ServeConfig
 from .dispatch import Dispatcher, PushStream, WatchStream
 
@@ -104,7 +104,10 @@ class Api:
             if fence is not None:  # checked and carried out with no await between: nothing interleaves
                 engine.check_fence(*fence)
             status, payload = parsed.respond(parsed.run(engine))
-            return Response(status_code=status) if payload is None else JSONResponse(payload, status_code=status)
+            now = {NOW_HEADER: str(engine.clock.now())}
+            if payload is None:
+                return Response(status_code=status, headers=now)
+            return JSONResponse(payload, status_code=status, headers=now)
 
         endpoint.__name__ = op.__name__
         return endpoint

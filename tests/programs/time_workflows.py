@@ -2,7 +2,7 @@
 
     python time_workflows.py sleep --db F --side S --id ID --secs 0.5     # local mode, a file store
     python time_workflows.py retry --db F --side S --id ID --delay 1 --fail 3
-    python time_workflows.py worker --socket SOCK --group G               # a remote worker
+    python time_workflows.py worker --socket SOCK --group G [--skew S]    # a remote worker (clock S off)
 
 ``sleep`` writes "sleeping" before its durable sleep and "woke" after it; ``retry`` runs one step that
 writes "attempt N" (its attempt number) to the side file and fails its first ``--fail`` attempts.
@@ -30,6 +30,14 @@ def append(path: str, line: str) -> None:
         os.fsync(f.fileno())
 
 
+def skew_wall_clock(secs: float) -> None:
+    """Make every wall-clock reading in this process ``secs`` off, as on a host whose clock is wrong (the
+    monotonic clock, which has no epoch, is left alone)."""
+    real_ns, real = time.time_ns, time.time
+    time.time_ns = lambda: real_ns() + int(secs * 1e9)  # type: ignore[assignment]
+    time.time = lambda: real() + secs  # type: ignore[assignment]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["sleep", "retry", "worker"])
@@ -41,7 +49,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fail", type=int, default=3)
     parser.add_argument("--socket")
     parser.add_argument("--group", default="sleepers")
+    parser.add_argument("--skew", type=float, default=0.0, help="this process's wall clock is off by SECONDS")
     args = parser.parse_args(argv)
+    if args.skew:
+        skew_wall_clock(args.skew)
 
     if args.mode == "worker":
         resonate = Resonate.remote(group=args.group, socket=args.socket, ttl=2)
