@@ -199,6 +199,12 @@ class StoreGone(ResonateError):
     code = 50311
 
 
+class StoreFull(ResonateError):
+    """The disk (or the database's size limit) is full: the write was rolled back; retry when there is room."""
+
+    code = 50700
+
+
 class StoreLocked(ResonateError):
     """Another live process holds the database file."""
 
@@ -220,7 +226,7 @@ class Unreachable(ResonateError):
 class UntrustedDaemon(ResonateError):
     """What listens on the socket runs as another user (not us, not root): nothing is sent to it."""
 
-    code = 50303
+    code = 50304
 
 
 # -- outcomes of durable executions (never on the wire as errors) --------------------------------

@@ -30,6 +30,7 @@ from resonate_daemon.errors import (
     ScheduleNotFound,
     StartupError,
     StoreCorrupt,
+    StoreFull,
     StoreGone,
     StoreLocked,
     TaskAlreadyClaimed,
@@ -47,7 +48,7 @@ __all__ = [
     "AlreadyCanceled", "AlreadyRejected", "AlreadyResolved", "AlreadyTimedOut", "EncodingError", "Forbidden", "InvalidCounter",
     "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
-    "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreCorrupt", "StoreGone", "StoreLocked", "TaskAlreadyClaimed",
+    "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreCorrupt", "StoreFull", "StoreGone", "StoreLocked", "TaskAlreadyClaimed",
     "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "UntrustedDaemon",
     "WorkflowRunning",
 ]

@@ -188,10 +188,11 @@ class LocalTransport:
             self._wake.clear()
             try:
                 nxt = self.tick()
-            except Exception:  # a store hiccup must not stop the timers; try again shortly
+            except Exception as exc:  # a store hiccup must not stop the timers; try again shortly
                 if self._stop.is_set():
                     return
-                log.exception("timer tick failed")
+                if not isinstance(exc, (errors.StoreGone, errors.StoreFull, errors.StoreCorrupt)):
+                    log.exception("timer tick failed")  # those say so themselves, once
                 nxt = engine.clock.now() + RETRY_AFTER_MS
             engine.wake_at = nxt
             wait = IDLE_WAIT_S if nxt is None else min(max(0.0, (nxt - engine.clock.now()) / 1000.0), IDLE_WAIT_S)

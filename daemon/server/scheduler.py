@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .. import errors
 from ..core.engine import Engine
 
 log = logging.getLogger("resonate.scheduler")
 
 IDLE_WAIT_S = 3600.0  # nothing scheduled: wait until a write wakes us
 RETRY_AFTER_MS = 1000  # a failed tick (a store hiccup) is tried again this much later
+STORE_DOWN = (errors.StoreGone, errors.StoreFull, errors.StoreCorrupt)
 
 
 class Scheduler:
@@ -32,6 +34,8 @@ class Scheduler:
             self._wake.clear()
             try:
                 nxt = engine.tick()
+            except STORE_DOWN:  # the store says so itself, once: no traceback per retry
+                nxt = engine.clock.now() + RETRY_AFTER_MS
             except Exception:  # a store hiccup must not kill the scheduler; try again shortly
                 log.exception("scheduler tick failed")
                 nxt = engine.clock.now() + RETRY_AFTER_MS

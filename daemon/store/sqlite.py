@@ -44,47 +44,16 @@ from .sqlite_schema import (
     MetaRow,
     PromiseRow,
     ScheduleRow,
+    Stmt,
     TaskRow,
+    _dumps,
+    _first,
+    _loads,
+    _s,
     connect_sqlite,
+    disk_full_as_store_full,
     refuse_an_emptied_store,
 )
-
-
-def _first(query: Any) -> dict[str, Any] | None:
-    """The first row of a ``.dicts()`` query (peewee's hints type it as a model instance)."""
-    row: dict[str, Any] | None = query.first()
-    return row
-
-
-def _dumps(obj: dict[str, str] | None) -> str | None:
-    return json.dumps(obj, separators=(",", ":")) if obj else None
-
-
-def _loads(text: str | None) -> dict[str, Any]:
-    return json.loads(text) if text else {}
-
-
-class Stmt:
-    """A statement peewee writes once (in the database's own dialect) and we execute many times.
-
-    Building SQL through peewee's query objects costs ~100 µs a statement, more than SQLite takes to
-    run it; the hot paths compile their statement once with ``@@name`` sentinels as parameters, then
-    pass the real values by name. Parameters that are not sentinels are kept as the constants they are.
-    """
-
-    def __init__(self, db: pw.Database, query: Any) -> None:
-        self.db = db
-        self.sql, params = query.sql()
-        self.slots = [(p[2:], None) if isinstance(p, str) and p.startswith("@@") else (None, p) for p in params]
-
-    def __call__(self, **values: Any) -> Any:
-        params = [values[name] if name is not None else const for name, const in self.slots]
-        return self.db.execute_sql(self.sql, params)
-
-
-def _s(name: str) -> str:
-    return "@@" + name
-
 
 log = logging.getLogger("resonate.store")
 
@@ -232,7 +201,13 @@ class SqliteStore:
     def transaction(self, durable: bool = True) -> Iterator[None]:
         """One write transaction. ``durable=False`` commits without the WAL fsync, for writes whose loss
         on power failure is harmless (a task marked sent goes back to INIT on restart anyway); the next
-        durable commit fsyncs the WAL, and with it this one, so the order of commits is kept."""
+        durable commit fsyncs the WAL, and with it this one, so the order of commits is kept. A full disk
+        rolls it back and raises ``StoreFull``."""
+        with disk_full_as_store_full(self.location), self._transaction(durable):
+            yield
+
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool) -> Iterator[None]:
         if self._lock is not None and self._lock.gone() is not None:
             raise errors.StoreGone(self._gone_message())
         if self.read_only:  # a snapshot, never kept: always rolled back

@@ -1,12 +1,18 @@
-"""The SQLite backend's schema: peewee models (bound to a database late, never at import), migrations,
-and the one-process-per-file lock. Used by ``sqlite.py`` only.
+"""The SQLite backend's schema and plumbing: peewee models (bound to a database late, never at import),
+migrations, the one-process-per-file lock, precompiled statements, and SQLite's errors in our terms.
+Used by ``sqlite.py`` only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import logging
 import os
+import sqlite3
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import peewee as pw
@@ -15,6 +21,66 @@ from .. import errors
 
 SCHEMA_VERSION = 2
 DURABILITY = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+
+
+def _first(query: Any) -> dict[str, Any] | None:
+    """The first row of a ``.dicts()`` query (peewee's hints type it as a model instance)."""
+    row: dict[str, Any] | None = query.first()
+    return row
+
+
+def _dumps(obj: dict[str, str] | None) -> str | None:
+    return json.dumps(obj, separators=(",", ":")) if obj else None
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+class Stmt:
+    """A statement peewee writes once (in the database's own dialect) and we execute many times.
+
+    Building SQL through peewee's query objects costs ~100 µs a statement, more than SQLite takes to
+    run it; the hot paths compile their statement once with ``@@name`` sentinels as parameters, then
+    pass the real values by name. Parameters that are not sentinels are kept as the constants they are.
+    """
+
+    def __init__(self, db: pw.Database, query: Any) -> None:
+        self.db = db
+        self.sql, params = query.sql()
+        self.slots = [(p[2:], None) if isinstance(p, str) and p.startswith("@@") else (None, p) for p in params]
+
+    def __call__(self, **values: Any) -> Any:
+        params = [values[name] if name is not None else const for name, const in self.slots]
+        return self.db.execute_sql(self.sql, params)
+
+
+def _s(name: str) -> str:
+    return "@@" + name
+
+
+_log = logging.getLogger("resonate.store")
+_full_said_at = -1e9
+
+
+@contextlib.contextmanager
+def disk_full_as_store_full(where: str) -> Iterator[None]:
+    """SQLITE_FULL ("database or disk is full") as ``StoreFull`` (507): the transaction was rolled back,
+    nothing is acknowledged, and a retry succeeds once there is room."""
+    try:
+        yield
+    except (pw.OperationalError, sqlite3.OperationalError) as exc:
+        cause: BaseException | None = exc  # a failed COMMIT is followed by a failed ROLLBACK: look back
+        while cause is not None and "database or disk is full" not in str(cause):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        global _full_said_at
+        if time.monotonic() - _full_said_at > 10.0:  # said in the log once per 10 s, not per request
+            _full_said_at = time.monotonic()
+            _log.warning("disk full: %s cannot grow; writes get 507 until there is room", where)
+        raise errors.StoreFull(f"disk full: the database {where} cannot grow; nothing was written. Free some "
+                               "space (or `resonate gc`), then retry") from None
 
 
 class _Model(pw.Model):
