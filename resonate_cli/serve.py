@@ -29,6 +29,10 @@ def serve(
     poll_port: int = typer.Option(None, "--poll-port", metavar="PORT", help="Legacy push stream port (GET /{group}/{pid})."),
     token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Token for TCP clients (default: generated beside the db)."),
     token_file: str = typer.Option(None, "--token-file", envvar="RESONATE_TOKEN_FILE", help=TOKEN_FILE_HELP),
+    tls_cert: str = typer.Option(None, "--tls-cert", envvar="RESONATE_TLS_CERT", metavar="PEM",
+                                 help="Serve https on --http and --poll-port with this certificate (chain); needs --tls-key."),
+    tls_key: str = typer.Option(None, "--tls-key", envvar="RESONATE_TLS_KEY", metavar="PEM",
+                                help="The certificate's private key (unencrypted PEM, mode 600)."),
     durability: str = typer.Option(None, "--durability", help="SQLite synchronous mode: full or normal."),
     max_body: int = typer.Option(None, "--max-body", metavar="BYTES", help="Request body limit (default 10 MiB)."),
     ping_interval: float = typer.Option(None, "--ping-interval", metavar="SECONDS", help="Push stream keep-alive period."),
@@ -49,7 +53,7 @@ def serve(
                                      token=token_from(ctx, token, token_file), token_file="",
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
                                      log_level=log_level, app=app, workers=workers,
-                                     reload=reload or None, group=group)
+                                     reload=reload or None, group=group, tls_cert=tls_cert, tls_key=tls_key)
     except InvalidRequest as exc:
         fail(str(exc), exits.USAGE)
     try:
