@@ -36,6 +36,7 @@ from resonate_daemon.errors import (
     TaskFenced,
     TaskNotClaimed,
     TaskNotFound,
+    TLSFailed,
     Unauthorized,
     Unreachable,
     WorkflowRunning,
@@ -46,5 +47,5 @@ __all__ = [
     "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
     "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreCorrupt", "StoreGone", "StoreLocked", "TaskAlreadyClaimed",
-    "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "WorkflowRunning",
+    "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "TLSFailed", "Unauthorized", "Unreachable", "WorkflowRunning",
 ]
