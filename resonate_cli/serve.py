@@ -15,7 +15,7 @@ from resonate.errors import InvalidRequest, ResonateError
 from . import exits
 from .client import Target, app_registry
 from .output import err, fail
-from .session import APP_HELP, TOKEN_FILE_HELP, import_app, target_of, token_from
+from .session import APP_HELP, CA_FILE_HELP, TOKEN_FILE_HELP, import_app, probe_or_fail, target_of, token_from
 
 SOCKET_HELP = "Unix socket path (default: under the user runtime dir)."
 
@@ -72,6 +72,7 @@ def worker(
     url: str = typer.Option(None, "--url", help="The daemon's URL (TCP), instead of the socket."),
     token: str = typer.Option(None, "--token", help="Bearer token for --url."),
     token_file: str = typer.Option(None, "--token-file", help=TOKEN_FILE_HELP),
+    ca_file: str = typer.Option(None, "--ca-file", metavar="PEM", help=CA_FILE_HELP),
     log_level: str = typer.Option("warning", "--log-level", envvar="RESONATE_LOG_LEVEL",
                                   help="debug, info, warning (default: each failed attempt of a step), error."),
 ) -> None:
@@ -85,14 +86,15 @@ def worker(
         fail(str(exc), exits.USAGE)
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = target_of(ctx)
-    target = Target(socket or base.socket, url or base.url, token_from(ctx, token, token_file) or base.token, base.db)
+    target = Target(socket or base.socket, url or base.url, token_from(ctx, token, token_file) or base.token, base.db,
+                    ca_file or base.ca_file)
     module = import_app(app)
     assert module is not None
     try:
         registry, deps = app_registry(module)
     except LookupError as exc:
         fail(str(exc), exits.USAGE)
-    if target.probe() is None:
+    if probe_or_fail(target) is None:
         fail(f"no resonate daemon answers at {target.where}; a worker needs one: start `resonate serve`",
              exits.UNREACHABLE)
     stop = threading.Event()
