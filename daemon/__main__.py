@@ -1,7 +1,8 @@
 """``python -m resonate_daemon``: run the daemon without the CLI (tests, supervisors, containers).
 
 The real command line is ``resonate serve``; both build a ServeConfig and call ``serve``. Exit codes:
-0 clean shutdown, 2 bad arguments, 3 cannot start (live daemon on the socket, database in use, busy port).
+0 clean shutdown, 2 bad arguments, 3 cannot start (live daemon on the socket, database in use, busy port,
+a TLS certificate or key that cannot be loaded).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", help="token for TCP clients (default: generated into DB.token); shows in ps: "
                    "prefer --token-file or RESONATE_TOKEN")
     p.add_argument("--token-file", help="a file (mode 600) holding the token for TCP clients")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve https on --http and --poll-port with this certificate "
+                   "(chain) file; needs --tls-key")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (unencrypted PEM, mode 600)")
     p.add_argument("--durability", choices=["full", "normal"], help="SQLite synchronous mode")
     p.add_argument("--max-body", type=int, metavar="BYTES", help="request body limit (default 10 MiB)")
     p.add_argument("--ping-interval", type=float, metavar="SECONDS", help="push stream keep-alive period")
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                                      token=args.token, token_file=args.token_file, durability=args.durability, max_body=args.max_body,
                                      ping_interval_s=args.ping_interval,
                                      request_timeout_s=args.request_timeout, log_level=args.log_level,
-                                     app=args.app, workers=args.workers, reload=args.reload, group=args.group)
+                                     app=args.app, workers=args.workers, reload=args.reload, group=args.group,
+                                     tls_cert=args.tls_cert, tls_key=args.tls_key)
     except errors.InvalidRequest as exc:
         print(f"resonate daemon: {exc}", file=sys.stderr)
         return EXIT_USAGE

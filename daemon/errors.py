@@ -223,6 +223,13 @@ class Unreachable(ResonateError):
     code = 50302
 
 
+class TLSFailed(Unreachable):
+    """The TLS handshake with the daemon failed: its certificate is not trusted by this client (give the CA
+    file), names another host, or one side speaks TLS (https://) and the other does not (http://)."""
+
+    code = 50303
+
+
 class UntrustedDaemon(ResonateError):
     """What listens on the socket runs as another user (not us, not root): nothing is sent to it."""
 
@@ -270,6 +277,7 @@ BY_CODE: dict[int, type[ResonateError]] = {
         AlreadyTimedOut, TaskAlreadyClaimed, TaskAlreadyCompleted, InvalidCounter, TaskNotClaimed, TaskFenced,
         PromiseNotFound, ScheduleNotFound, TaskNotFound, NotRegistered, PromiseAlreadyExists,
         ScheduleAlreadyExists, WorkflowRunning, PayloadTooLarge, StoreLocked, StoreCorrupt, StoreGone, StartupError, Unreachable,
+        TLSFailed,
     )
 }
 

@@ -38,6 +38,7 @@ from resonate_daemon.errors import (
     TaskFenced,
     TaskNotClaimed,
     TaskNotFound,
+    TLSFailed,
     Unauthorized,
     Unreachable,
     UntrustedDaemon,
@@ -49,6 +50,6 @@ __all__ = [
     "InvalidRequest", "NondeterminismError", "NonRetryable", "NotRegistered", "PayloadTooLarge", "PromiseAlreadyExists",
     "PromiseCanceled", "PromiseNotFound", "PromiseRejected", "PromiseTimedOut", "ResonateError",
     "ScheduleAlreadyExists", "ScheduleNotFound", "StartupError", "StoreCorrupt", "StoreFull", "StoreGone", "StoreLocked", "TaskAlreadyClaimed",
-    "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "Unauthorized", "Unreachable", "UntrustedDaemon",
+    "TaskAlreadyCompleted", "TaskFenced", "TaskNotClaimed", "TaskNotFound", "TLSFailed", "Unauthorized", "Unreachable", "UntrustedDaemon",
     "WorkflowRunning",
 ]

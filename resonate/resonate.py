@@ -94,17 +94,23 @@ class Resonate:
 
     @classmethod
     def remote(cls, group: str = "default", *, socket: str | None = None, url: str | None = None,
-               token: str | None = None, pid: str | None = None, ttl: float = 10,
+               token: str | None = None, ca_file: str | None = None, pid: str | None = None, ttl: float = 10,
                workers: int | None = None, registry: Registry | None = None,
                dependencies: dict[str, Any] | None = None, retry_for: float = 30.0) -> Resonate:
         """A worker and client of a daemon (``resonate serve``), over its Unix socket or TCP URL; with
         neither, ``RESONATE_SOCKET`` / ``RESONATE_URL`` (and ``RESONATE_TOKEN``) say where, as for the CLI,
         else the default socket. Requests that meet no daemon are retried for ``retry_for`` seconds, then
-        raise ``Unreachable``; so does ``start()`` when the push stream is not up by then."""
+        raise ``Unreachable``; so does ``start()`` when the push stream is not up by then.
+
+        An ``https://`` URL verifies the daemon's certificate against ``ca_file`` (or ``RESONATE_CA_FILE``,
+        else the system's CAs); a certificate it does not trust raises ``TLSFailed`` at once::
+
+            Resonate.remote(url="https://daemon.internal:8001", token=token, ca_file="ca.pem")
+        """
         from .remote import RemoteTransport
 
-        return cls(RemoteTransport(socket=socket, url=url, token=token, retry_for=retry_for), group=group,
-                   pid=pid, ttl=ttl, workers=workers, registry=registry, dependencies=dependencies)
+        return cls(RemoteTransport(socket=socket, url=url, token=token, ca_file=ca_file, retry_for=retry_for),
+                   group=group, pid=pid, ttl=ttl, workers=workers, registry=registry, dependencies=dependencies)
 
     # -- configuration ----------------------------------------------------------------------------
     @property

@@ -47,6 +47,7 @@ class Target:
     url: str | None = None
     token: str | None = None
     db: str | None = None
+    ca_file: str | None = None  # the CA an https:// daemon's certificate must chain to
 
     @property
     def socket_path(self) -> str:
@@ -63,13 +64,13 @@ class Target:
     def probe(self) -> Status | None:
         """The daemon's status if one answers here within a couple of seconds, else None."""
         found: Status | None = probe(socket=self.socket_path, url=self.url, token=self.token,
-                                     timeout=PROBE_TIMEOUT_S)
+                                     ca_file=self.ca_file, timeout=PROBE_TIMEOUT_S)
         return found
 
     def remote(self, *, group: str = CLI_GROUP, registry: Registry | None = None,
                dependencies: dict[str, Any] | None = None, retry_for: float = CLI_RETRY_S) -> Resonate:
-        return Resonate.remote(group, socket=self.socket_path, url=self.url, token=self.token, registry=registry,
-                               dependencies=dependencies, retry_for=retry_for)
+        return Resonate.remote(group, socket=self.socket_path, url=self.url, token=self.token, ca_file=self.ca_file,
+                               registry=registry, dependencies=dependencies, retry_for=retry_for)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .follow import follow as follow_tree
 from .history import rich_tree, steps_of, steps_table, tree_json
 from .output import JSON_HELP, View, err, fail, out, output
 from .render import print_error, state_text, when
-from .session import TOKEN_FILE_HELP, target_of, token_from, using
+from .session import CA_FILE_HELP, TOKEN_FILE_HELP, probe_or_fail, target_of, token_from, using
 
 TREE_LIMIT = 5000  # nodes: a call graph bigger than this is cut, with a note, rather than hang the terminal
 
@@ -36,7 +36,7 @@ Example: resonate invoke factorial 5 --app examples/factorial.py
 {exits.HELP}
 """
 
-GLOBAL_FLAGS = ("--socket", "--url", "--token", "--token-file", "--db")
+GLOBAL_FLAGS = ("--socket", "--url", "--token", "--token-file", "--ca-file", "--db")
 
 
 class Group(TyperGroup):
@@ -81,13 +81,14 @@ def main(
     url: str = typer.Option(None, "--url", envvar="RESONATE_URL", help="The daemon's URL (TCP) instead of the socket."),
     token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Bearer token for --url."),
     token_file: str = typer.Option(None, "--token-file", envvar="RESONATE_TOKEN_FILE", help=TOKEN_FILE_HELP),
+    ca_file: str = typer.Option(None, "--ca-file", envvar="RESONATE_CA_FILE", metavar="PEM", help=CA_FILE_HELP),
     db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="Database file when no daemon answers."),
     version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
     from .client import Target
 
-    ctx.obj = Target(socket or None, url or None, token_from(ctx, token, token_file), db or None)
+    ctx.obj = Target(socket or None, url or None, token_from(ctx, token, token_file), db or None, ca_file or None)
 
 
 app.command(epilog=invoke.EXAMPLE)(invoke.invoke)
@@ -142,7 +143,7 @@ def stop(ctx: typer.Context,
     Example: resonate stop
     """
     target = target_of(ctx)
-    found = target.probe()
+    found = probe_or_fail(target)
     if found is None:
         fail(f"no resonate daemon answers at {target.where}", exits.UNREACHABLE)
     pid = found.pid
@@ -155,7 +156,7 @@ def stop(ctx: typer.Context,
     except PermissionError:
         fail(f"not allowed to signal pid {pid}", exits.ERROR)
     deadline = time.monotonic() + timeout
-    while target.probe() is not None:
+    while probe_or_fail(target) is not None:
         if time.monotonic() > deadline:
             fail(f"sent SIGTERM to {pid}, but it still answers after {timeout:g}s", exits.TIMED_OUT)
         time.sleep(0.05)  # polling a process we do not own for its exit; bounded by the deadline

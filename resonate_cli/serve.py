@@ -15,7 +15,7 @@ from resonate.errors import InvalidRequest, ResonateError
 from . import exits
 from .client import Target, app_registry
 from .output import err, fail
-from .session import APP_HELP, TOKEN_FILE_HELP, import_app, target_of, token_from
+from .session import APP_HELP, CA_FILE_HELP, TOKEN_FILE_HELP, import_app, probe_or_fail, target_of, token_from
 
 SOCKET_HELP = "Unix socket path (default: under the user runtime dir)."
 
@@ -29,6 +29,10 @@ def serve(
     poll_port: int = typer.Option(None, "--poll-port", metavar="PORT", help="Legacy push stream port (GET /{group}/{pid})."),
     token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Token for TCP clients (default: generated beside the db)."),
     token_file: str = typer.Option(None, "--token-file", envvar="RESONATE_TOKEN_FILE", help=TOKEN_FILE_HELP),
+    tls_cert: str = typer.Option(None, "--tls-cert", envvar="RESONATE_TLS_CERT", metavar="PEM",
+                                 help="Serve https on --http and --poll-port with this certificate (chain); needs --tls-key."),
+    tls_key: str = typer.Option(None, "--tls-key", envvar="RESONATE_TLS_KEY", metavar="PEM",
+                                help="The certificate's private key (unencrypted PEM, mode 600)."),
     durability: str = typer.Option(None, "--durability", help="SQLite synchronous mode: full or normal."),
     max_body: int = typer.Option(None, "--max-body", metavar="BYTES", help="Request body limit (default 10 MiB)."),
     ping_interval: float = typer.Option(None, "--ping-interval", metavar="SECONDS", help="Push stream keep-alive period."),
@@ -52,7 +56,7 @@ def serve(
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
                                      request_timeout_s=request_timeout,
                                      log_level=log_level, app=app, workers=workers,
-                                     reload=reload or None, group=group)
+                                     reload=reload or None, group=group, tls_cert=tls_cert, tls_key=tls_key)
     except InvalidRequest as exc:
         fail(str(exc), exits.USAGE)
     try:
@@ -71,6 +75,7 @@ def worker(
     url: str = typer.Option(None, "--url", help="The daemon's URL (TCP), instead of the socket."),
     token: str = typer.Option(None, "--token", help="Bearer token for --url."),
     token_file: str = typer.Option(None, "--token-file", help=TOKEN_FILE_HELP),
+    ca_file: str = typer.Option(None, "--ca-file", metavar="PEM", help=CA_FILE_HELP),
     log_level: str = typer.Option("warning", "--log-level", envvar="RESONATE_LOG_LEVEL",
                                   help="debug, info, warning (default: each failed attempt of a step), error."),
 ) -> None:
@@ -84,14 +89,15 @@ def worker(
         fail(str(exc), exits.USAGE)
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     base = target_of(ctx)
-    target = Target(socket or base.socket, url or base.url, token_from(ctx, token, token_file) or base.token, base.db)
+    target = Target(socket or base.socket, url or base.url, token_from(ctx, token, token_file) or base.token, base.db,
+                    ca_file or base.ca_file)
     module = import_app(app)
     assert module is not None
     try:
         registry, deps = app_registry(module)
     except LookupError as exc:
         fail(str(exc), exits.USAGE)
-    if target.probe() is None:
+    if probe_or_fail(target) is None:
         fail(f"no resonate daemon answers at {target.where}; a worker needs one: start `resonate serve`",
              exits.UNREACHABLE)
     stop = threading.Event()

@@ -11,8 +11,9 @@ from types import ModuleType
 
 import typer
 from resonate_daemon.paths import read_token_file
+from resonate_daemon.protocol.results import Status
 
-from resonate.errors import InvalidRequest
+from resonate.errors import InvalidRequest, ResonateError
 
 from . import exits
 from .client import Client, NeedsDaemon, Target, load_app, open_client
@@ -24,6 +25,14 @@ APP_HELP = "Your app: a module path (pkg.mod) or a file (examples/factorial.py) 
 def target_of(ctx: typer.Context) -> Target:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Target) else Target()
+
+
+def probe_or_fail(target: Target) -> Status | None:
+    """``target.probe()``; a TLS failure or a CA file that cannot be read ends the command with its message."""
+    try:
+        return target.probe()
+    except ResonateError as exc:
+        fail_with(exc)
 
 
 def import_app(spec: str | None) -> ModuleType | None:
@@ -72,6 +81,7 @@ def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: 
 
 
 TOKEN_FILE_HELP = "A file holding the token (mode 600): unlike --token, it does not show in `ps`."
+CA_FILE_HELP = "CA certificate(s) an https:// daemon's certificate must chain to (default: the system's)."
 
 
 def token_from(ctx: typer.Context, token: str | None, token_file: str | None) -> str | None:

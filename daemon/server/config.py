@@ -56,6 +56,12 @@ class ServeConfig:
     workers: int = 1
     reload: bool = False  # restart those workers when the app's files change
     group: str = "default"  # the group the supervised workers join
+    tls_cert: str | None = None  # with tls_key: the TCP listeners (--http, --poll-port) speak https
+    tls_key: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def token_path(self) -> str:
@@ -73,6 +79,7 @@ class ServeConfig:
                 request_timeout_s: float | str | None = None,
                 log_level: str | None = None, app: str | None = None, workers: int | str | None = None,
                 reload: bool | str | None = None, group: str | None = None,
+                tls_cert: str | None = None, tls_key: str | None = None,
                 env: Mapping[str, str] | None = None) -> ServeConfig:
         """Each argument left None falls back to ``RESONATE_<NAME>`` in ``env`` (default os.environ)."""
         env = os.environ if env is None else env
@@ -101,6 +108,13 @@ class ServeConfig:
             raise errors.InvalidRequest("--workers and --reload need --app (the app the workers run)")
         if "/" in worker_group or "@" in worker_group:
             raise errors.InvalidRequest(f"group must be a plain name, not {worker_group!r}")
+        cert, key = pick(tls_cert, "TLS_CERT"), pick(tls_key, "TLS_KEY")
+        if bool(cert) != bool(key):
+            raise errors.InvalidRequest("give both --tls-cert and --tls-key (the certificate and its private key), "
+                                        "or neither")
+        if cert and not http_text and port is None:
+            raise errors.InvalidRequest("--tls-cert and --tls-key secure the TCP listeners: give --http "
+                                        "(or --poll-port) too; the Unix socket needs no TLS")
         return cls(
             socket=os.path.abspath(socket_path),
             db=os.path.abspath(str(pick(db, "DB") or default_db_path())),
@@ -117,6 +131,8 @@ class ServeConfig:
             workers=_int(n_workers, "workers", 1, 1024) if n_workers is not None else 1,
             reload=reload_flag,
             group=worker_group,
+            tls_cert=os.path.abspath(str(cert)) if cert else None,
+            tls_key=os.path.abspath(str(key)) if key else None,
         )
 
 

@@ -1,11 +1,12 @@
 """``serve(config)``: the daemon process. uvicorn on a Unix socket, optional TCP listeners, lifecycle.
 
 Order of start-up, each step a reason:
+0. the TLS certificate and key, if given, are loaded (a bad pair fails before anything is touched);
 1. a leftover socket file is probed: a live daemon answers and we stop (never remove a live socket);
    a dead one is removed;
 2. the store is opened (it flocks the database, so a second daemon on the same file fails clearly);
 3. the socket is bound by us under umask 077 and chmod 0600 before listen, so no other user can ever
-   connect, then handed to uvicorn; TCP listeners are bound the same way;
+   connect, then handed to uvicorn; TCP listeners are bound the same way (and speak TLS if configured);
 4. one uvicorn ``Server`` per listener share one event loop, engine and dispatcher. We install the
    signal handlers ourselves: uvicorn's would re-raise SIGTERM after shutdown (exit code -15).
 SIGINT/SIGTERM end the push streams, drain requests, and exit 0; a second SIGINT forces. The socket
@@ -18,9 +19,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
+import ssl
 import stat
 import sys
 from collections.abc import Iterator
@@ -132,12 +135,44 @@ def load_token(config: ServeConfig) -> str:
     return token
 
 
-def _uvicorn(app: Any, config: ServeConfig, budget: Budget, sock: socket.socket) -> _Server:
+class _Encrypted(Exception):
+    """Raised by the password callback: a key that asks for a password cannot be loaded unattended."""
+
+
+def _no_password() -> str:
+    raise _Encrypted
+
+
+def check_tls(config: ServeConfig) -> None:
+    """Load the certificate and key once before anything is bound, so a bad pair is a StartupError (exit 3,
+    one line) and not a traceback from inside uvicorn's start. An encrypted key is refused: OpenSSL would
+    otherwise prompt on the terminal of a daemon nobody watches."""
+    if config.tls_cert is None:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    what = f"TLS certificate {config.tls_cert!r} with key {config.tls_key!r}"
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key, _no_password)
+    except _Encrypted:
+        raise StartupError(f"cannot load {what}: the key is encrypted; give an unencrypted key file "
+                           "(mode 600), e.g. `openssl pkey -in KEY -out plain.key`") from None
+    except OSError as exc:  # a missing or unreadable file, a PEM that is not one, a key for another cert
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        reason = re.sub(r" \(_ssl\.c:\d+\)$", "", reason)  # OpenSSL's source line: noise to a user
+        raise StartupError(f"cannot load {what}: {reason} (both must be PEM files, the key matching "
+                           "the certificate)") from None
+
+
+def _uvicorn(app: Any, config: ServeConfig, budget: Budget, sock: socket.socket, *, tls: bool = False) -> _Server:
+    # TLS through uvicorn's ssl_certfile/ssl_keyfile (public since long before our uvicorn floor); the
+    # pair was already loaded once by check_tls, which is where a bad one is reported.
     tcp = sock.family != socket.AF_UNIX
     http = protocol_for(budget, tcp=tcp, request_timeout=config.request_timeout_s)
-    cfg = uvicorn.Config(app, http=http, backlog=TCP_BACKLOG if tcp else 2048, log_level=config.log_level, access_log=False, lifespan="off",
+    cfg = uvicorn.Config(app, http=http, backlog=TCP_BACKLOG if tcp else 2048, log_level=config.log_level,
+                         access_log=False, lifespan="off",
                          timeout_graceful_shutdown=5, server_header=False, proxy_headers=False,
-                         ws="none", timeout_keep_alive=75)
+                         ws="none", timeout_keep_alive=75,
+                         ssl_certfile=config.tls_cert if tls else None, ssl_keyfile=config.tls_key if tls else None)
     return _Server(cfg)
 
 
@@ -154,6 +189,7 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
         raise SystemExit(serve(ServeConfig.resolve(socket="/tmp/r/d.sock", db="/tmp/r/r.db")))
     """
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    check_tls(config)
     prepare_socket_path(config.socket)
     store = open_store(config.db, config.durability)
     sockets: list[socket.socket] = []
@@ -166,20 +202,20 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
         dispatcher.attach(engine)
         state = AppState(engine, dispatcher, config)
 
-        listeners: list[tuple[Any, socket.socket]] = []
+        listeners: list[tuple[Any, socket.socket, bool]] = []  # (app, socket, speaks TLS)
         unix = bind_unix(config.socket)
         unix_bound = True
         sockets.append(unix)
-        listeners.append((create_app(state), unix))
+        listeners.append((create_app(state), unix, False))
         if config.http is not None:
             tcp = bind_tcp(*config.http)
             sockets.append(tcp)
-            listeners.append((create_app(state, token=token), tcp))
+            listeners.append((create_app(state, token=token), tcp, config.tls))
         if config.poll_port is not None:
             host = config.http[0] if config.http is not None else "127.0.0.1"
             poll = bind_tcp(host, config.poll_port)
             sockets.append(poll)
-            listeners.append((create_app(state, token=token, legacy_poll_only=True), poll))
+            listeners.append((create_app(state, token=token, legacy_poll_only=True), poll, config.tls))
 
         supervisor = None
         if config.app is not None:
@@ -204,10 +240,10 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
         store.close()
 
 
-async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], engine: Engine,
+async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket, bool]], engine: Engine,
                dispatcher: Dispatcher, ready: Any, supervisor: Supervisor | None = None) -> None:
     budget = Budget(raise_nofile())
-    servers = [_uvicorn(app, config, budget, sock) for app, sock in listeners]
+    servers = [_uvicorn(app, config, budget, sock, tls=tls) for app, sock, tls in listeners]
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(quiet_exception_handler())
     scheduler = asyncio.create_task(Scheduler(engine).run(), name="resonate-scheduler")
@@ -229,17 +265,18 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket]], 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, (_, sock) in zip(servers, listeners, strict=True)]
+        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, (_, sock, _) in zip(servers, listeners, strict=True)]
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
                 break
             await asyncio.sleep(0.01)
         else:
             where = [f"unix:{config.socket}"]
+            scheme = "https" if config.tls else "http"
             if config.http:
-                where.append(f"http://{config.http[0]}:{config.http[1]}")
+                where.append(f"{scheme}://{config.http[0]}:{config.http[1]}")
             if config.poll_port is not None:
-                where.append(f"poll port {config.poll_port}")
+                where.append(f"poll port {config.poll_port}" + (" (TLS)" if config.tls else ""))
             print(f"resonate daemon listening on {', '.join(where)} (db {config.db})", file=sys.stderr, flush=True)
             if ready is not None:
                 ready()
