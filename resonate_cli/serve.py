@@ -37,6 +37,9 @@ def serve(
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="How many worker processes for --app."),
     reload: bool = typer.Option(False, "--reload", help="Restart the workers when the app's files change."),
     group: str = typer.Option(None, "--group", "-g", help="The group the --app workers join (default: default)."),
+    retention: str = typer.Option(None, "--retention", metavar="DURATION", envvar="RESONATE_RETENTION",
+                                  help="Delete completed workflows this long after they complete: 7d (default), "
+                                       "12h, 30m; off (or 0) keeps everything."),
 ) -> None:
     """Run the daemon in the foreground until Ctrl+C or SIGTERM.
 
@@ -49,7 +52,7 @@ def serve(
                                      token=token_from(ctx, token, token_file), token_file="",
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
                                      log_level=log_level, app=app, workers=workers,
-                                     reload=reload or None, group=group)
+                                     reload=reload or None, group=group, retention=retention)
     except InvalidRequest as exc:
         fail(str(exc), exits.USAGE)
     try:

@@ -8,6 +8,7 @@ agree on where the socket and the database live. The result is frozen and passed
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +18,25 @@ from ..paths import MAX_SOCKET_PATH, default_db_path, default_socket_path, read_
 DEFAULT_MAX_BODY = 10 * 1024 * 1024  # 10 MiB: far above any sane promise param, far below memory trouble
 DEFAULT_PING_S = 15.0  # an idle push stream gets a comment this often, so half-open peers are noticed
 DURABILITIES = ("full", "normal")
+DEFAULT_RETENTION_MS = 7 * 86_400_000  # completed workflows are kept a week, then collected
+RETENTION_OFF = ("off", "never", "none", "0")  # keep everything: no periodic collection at all
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``500ms``, ``2w`` (a bare number: seconds) -> milliseconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", text)
+    if not m:
+        raise errors.InvalidRequest(f"{text!r} is not a duration; use e.g. 7d, 12h, 30m, 45s")
+    return int(float(m.group(1)) * _UNITS_MS[m.group(2) or "s"])
+
+
+def parse_retention(text: str) -> int | None:
+    """``--retention``: a duration, or off (also 0, never, none): keep completed workflows forever."""
+    if text.strip().lower() in RETENTION_OFF:
+        return None
+    ms = parse_duration_ms(text)
+    return ms if ms > 0 else None
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -54,6 +74,8 @@ class ServeConfig:
     workers: int = 1
     reload: bool = False  # restart those workers when the app's files change
     group: str = "default"  # the group the supervised workers join
+    # Completed workflows older than this are deleted by the scheduler, a batch at a time; None: never.
+    retention_ms: int | None = DEFAULT_RETENTION_MS
 
     @property
     def token_path(self) -> str:
@@ -69,7 +91,7 @@ class ServeConfig:
                 http: str | None = None, poll_port: int | str | None = None, token: str | None = None,
                 token_file: str | None = None, max_body: int | str | None = None, ping_interval_s: float | str | None = None,
                 log_level: str | None = None, app: str | None = None, workers: int | str | None = None,
-                reload: bool | str | None = None, group: str | None = None,
+                reload: bool | str | None = None, group: str | None = None, retention: str | None = None,
                 env: Mapping[str, str] | None = None) -> ServeConfig:
         """Each argument left None falls back to ``RESONATE_<NAME>`` in ``env`` (default os.environ)."""
         env = os.environ if env is None else env
@@ -98,6 +120,7 @@ class ServeConfig:
             raise errors.InvalidRequest("--workers and --reload need --app (the app the workers run)")
         if "/" in worker_group or "@" in worker_group:
             raise errors.InvalidRequest(f"group must be a plain name, not {worker_group!r}")
+        retention_text = pick(retention, "RETENTION")
         return cls(
             socket=os.path.abspath(socket_path),
             db=os.path.abspath(str(pick(db, "DB") or default_db_path())),
@@ -112,6 +135,7 @@ class ServeConfig:
             workers=_int(n_workers, "workers", 1, 1024) if n_workers is not None else 1,
             reload=reload_flag,
             group=worker_group,
+            retention_ms=parse_retention(str(retention_text)) if retention_text is not None else DEFAULT_RETENTION_MS,
         )
 
 
