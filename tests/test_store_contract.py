@@ -572,7 +572,8 @@ def retention_world() -> list[Any]:
     """What a cutoff of 200 finds: (o) a finished workflow with steps, an rpc child with its own step, a
     retry timer found only by root, tasks and a dead resume callback; (r) a running workflow whose steps
     finished long ago; (late) one that finished after the cutoff; (mixed) finished, but a step still
-    pending; (lone) a standalone finished promise; (p) a standalone pending one with a subscription."""
+    pending; (lone) a standalone finished promise; (p) a standalone pending one with a subscription;
+    (stray) finished, no parent, but tagged with the running workflow r as its root."""
     inv = {TAG_INVOKE: "poll://any@default"}
     return [
         done("o", 100, {TAG_ROOT: "o", **inv}), step("o.1", "o", "o", 50), step("o.1.1", "o.1", "o", 40),
@@ -583,14 +584,14 @@ def retention_world() -> list[Any]:
         promise("r", tags={TAG_ROOT: "r", **inv}), step("r.1", "r", "r", 10), task("__invoke:r", CLAIMED, root="r"),
         done("late", 500, {TAG_ROOT: "late"}), step("late.1", "late", "late", 10),
         done("mixed", 100, {TAG_ROOT: "mixed"}), step("mixed.1", "mixed", "mixed"),
-        done("lone", 20, state=REJECTED), promise("p"),
+        done("lone", 20, state=REJECTED), promise("p"), done("stray", 20, {TAG_ROOT: "r"}),
         Callback("__notify:p:s", "p", "p", "poll://any@default", 10_000, 1, kind="notify"),
         schedule("sched"),
     ]
 
 
 class TestRetention:
-    KEPT = ["r", "r.1", "late", "late.1", "mixed", "mixed.1", "p"]
+    KEPT = ["r", "r.1", "late", "late.1", "mixed", "mixed.1", "p", "stray"]
     GONE = ["o", "o.1", "o.1.1", "o.2", "o.2.1", "o.t", "lone"]
 
     def all_ids(self, store: Store) -> list[str]:

@@ -6,7 +6,8 @@ the cutoff, together with everything below it by ``resonate:parent`` links and e
 it as ``resonate:root``, the tasks rooted at any of them and the callbacks on or for any of them; and
 only if every promise of that graph is completed, and completed before the cutoff. A graph with a
 pending promise anywhere (a running workflow, a detached child still running) is kept whole: a replay
-reads its completed steps. Schedules are never touched.
+reads its completed steps; so is a parentless top tagged with a running workflow as its root. Schedules
+are never touched.
 
 Free pages: the file is in ``auto_vacuum=INCREMENTAL`` mode (new files from their first page; a file
 made before schema 3 is switched once, by one full ``VACUUM`` when it is first opened for writing), so
@@ -61,12 +62,14 @@ class Retention:
         if after is not None:
             where += " AND (completed_on > ? OR (completed_on = ? AND id > ?))"
             params += [after[0], after[0], after[1]]
-        tops = self.db.execute_sql(f"SELECT id, completed_on FROM promises INDEXED BY promises_done WHERE {where} "
-                                   "ORDER BY completed_on, id LIMIT ?", [*params, limit]).fetchall()
+        tops = self.db.execute_sql(f"SELECT id, completed_on, root_id FROM promises INDEXED BY promises_done WHERE "
+                                   f"{where} ORDER BY completed_on, id LIMIT ?", [*params, limit]).fetchall()
         doomed: dict[str, None] = {}  # ordered and without repeats
         cursor: tuple[int, str] | None = None
-        for i, (top, done) in enumerate(tops):
+        for i, (top, done, root) in enumerate(tops):
             cursor = (done, top)
+            if root and root != top and self._pending(root):
+                continue  # a top without a parent, yet tagged with a running workflow: its replay reads it
             graph = self.db.execute_sql(_GRAPH, (top, top)).fetchall()
             if all(state != PENDING and on is not None and on < before for _, state, on in graph):
                 doomed.update((id, None) for id, _, _ in graph)
@@ -127,6 +130,10 @@ class Retention:
         log.warning("database %s: switching to incremental vacuum (one full VACUUM, once)", self.db.database)
         self.db.execute_sql("PRAGMA auto_vacuum=INCREMENTAL")
         self.db.execute_sql("VACUUM")
+
+    def _pending(self, id: str) -> bool:
+        row = self.db.execute_sql("SELECT state FROM promises WHERE id = ?", (id,)).fetchone()
+        return row is not None and row[0] == PENDING
 
     def _memory(self) -> bool:
         return str(self.db.database) == ":memory:"
