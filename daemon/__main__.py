@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, metavar="N", help="how many worker processes for --app (default 1)")
     p.add_argument("--reload", action="store_true", default=None, help="restart the workers when the app changes")
     p.add_argument("--group", help="the group the supervised workers join (default: default)")
+    p.add_argument("--retention", metavar="DURATION", help="delete completed workflows this long after they "
+                   "complete: 7d (default), 12h, 30m; off (or 0) keeps everything")
     args = p.parse_args(argv)
     try:
         config = ServeConfig.resolve(socket=args.socket, db=args.db, http=args.http, poll_port=args.poll_port,
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                                      ping_interval_s=args.ping_interval,
                                      request_timeout_s=args.request_timeout, log_level=args.log_level,
                                      app=args.app, workers=args.workers, reload=args.reload, group=args.group,
-                                     tls_cert=args.tls_cert, tls_key=args.tls_key)
+                                     tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                     retention=args.retention)
     except errors.InvalidRequest as exc:
         print(f"resonate daemon: {exc}", file=sys.stderr)
         return EXIT_USAGE

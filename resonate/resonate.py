@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from resonate_daemon.protocol import (
+    CollectGarbage,
     CreateAndSubscribe,
     CreatePromiseAndTask,
     CreateSchedule,
@@ -28,6 +29,7 @@ from resonate_daemon.protocol.records import (
 )
 from resonate_daemon.protocol.results import (
     Claimed,
+    Collected,
     Status,
 )
 
@@ -199,6 +201,17 @@ class Resonate:
     def status(self) -> Status:
         """Counts of promises and tasks by state; from a daemon also its pid, socket and workers."""
         return self._transport.call(GetStatus())
+
+    def gc(self, older_than: float, *, dry_run: bool = False) -> Collected:
+        """Delete the workflows (whole call graphs) and standalone promises that completed more than
+        ``older_than`` seconds ago, with their tasks and callbacks, and give the file's free pages back.
+        Never a pending promise, nothing of a workflow still running, never a schedule. ``dry_run``:
+        count only. A daemon does this on its own for what is older than its ``--retention``. Example::
+
+            done = resonate.gc(7 * 86400, dry_run=True)
+            print(done.promises, "promises would go")
+        """
+        return self._transport.call(CollectGarbage(int(older_than * 1000), dry_run))
 
     def __enter__(self) -> Resonate:
         return self

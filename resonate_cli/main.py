@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import exits, invoke, promises, schedules, serve, workflows
+from . import exits, gc, invoke, promises, schedules, serve, workflows
 from .follow import follow as follow_tree
 from .history import rich_tree, steps_of, steps_table, tree_json
 from .output import JSON_HELP, View, err, fail, out, output
@@ -97,6 +97,7 @@ app.add_typer(schedules.app, name="schedules")
 app.add_typer(workflows.app, name="workflows")
 app.command()(workflows.retry)
 app.command()(workflows.fork)
+app.command()(gc.gc)
 app.command()(serve.serve)
 app.command()(serve.worker)
 

@@ -43,6 +43,9 @@ def serve(
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="How many worker processes for --app."),
     reload: bool = typer.Option(False, "--reload", help="Restart the workers when the app's files change."),
     group: str = typer.Option(None, "--group", "-g", help="The group the --app workers join (default: default)."),
+    retention: str = typer.Option(None, "--retention", metavar="DURATION", envvar="RESONATE_RETENTION",
+                                  help="Delete completed workflows this long after they complete: 7d (default), "
+                                       "12h, 30m; off (or 0) keeps everything."),
 ) -> None:
     """Run the daemon in the foreground until Ctrl+C or SIGTERM.
 
@@ -56,7 +59,8 @@ def serve(
                                      durability=durability, max_body=max_body, ping_interval_s=ping_interval,
                                      request_timeout_s=request_timeout,
                                      log_level=log_level, app=app, workers=workers,
-                                     reload=reload or None, group=group, tls_cert=tls_cert, tls_key=tls_key)
+                                     reload=reload or None, group=group, tls_cert=tls_cert, tls_key=tls_key,
+                                     retention=retention)
     except InvalidRequest as exc:
         fail(str(exc), exits.USAGE)
     try:

@@ -158,7 +158,7 @@ def test_a_version_1_database_is_migrated_in_place(db_path: str) -> None:
     assert out.returncode == 0 and out.stdout.split() == ["2", "PENDING"], out.stderr
     db = sqlite3.connect(db_path)
     try:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
         assert db.execute("SELECT func FROM tasks WHERE id = '__invoke:after'").fetchone() == ("f",)
     finally:
         db.close()

@@ -556,3 +556,90 @@ class TestDurableStoreContract:
         assert store.get_promise("ghost") is None
         with pytest.raises(errors.InvalidRequest, match="no database file"):
             open_store(backend.target + "-missing", read_only=True)
+
+
+# -- retention -----------------------------------------------------------------------------------
+def done(id: str, completed_on: int, tags: dict[str, str] | None = None, state: str = RESOLVED) -> Promise:
+    return promise(id, state=state, tags=tags, completed_on=completed_on)
+
+
+def step(id: str, parent: str, root: str, completed_on: int | None = None) -> Promise:
+    tags = {TAG_ROOT: root, TAG_PARENT: parent}
+    return done(id, completed_on, tags) if completed_on is not None else promise(id, tags=tags)
+
+
+def retention_world() -> list[Any]:
+    """What a cutoff of 200 finds: (o) a finished workflow with steps, an rpc child with its own step, a
+    retry timer found only by root, tasks and a dead resume callback; (r) a running workflow whose steps
+    finished long ago; (late) one that finished after the cutoff; (mixed) finished, but a step still
+    pending; (lone) a standalone finished promise; (p) a standalone pending one with a subscription;
+    (stray) finished, no parent, but tagged with the running workflow r as its root."""
+    inv = {TAG_INVOKE: "poll://any@default"}
+    return [
+        done("o", 100, {TAG_ROOT: "o", **inv}), step("o.1", "o", "o", 50), step("o.1.1", "o.1", "o", 40),
+        done("o.2", 90, {TAG_ROOT: "o.2", TAG_PARENT: "o", **inv}), step("o.2.1", "o.2", "o.2", 80),
+        step("o.t", "o.9", "o", 60),
+        task("__invoke:o", COMPLETED, root="o"), task("__invoke:o.2", COMPLETED, root="o.2"),
+        Callback("__resume:o:p", "p", "o", "poll://any@default", 10_000, 1),
+        promise("r", tags={TAG_ROOT: "r", **inv}), step("r.1", "r", "r", 10), task("__invoke:r", CLAIMED, root="r"),
+        done("late", 500, {TAG_ROOT: "late"}), step("late.1", "late", "late", 10),
+        done("mixed", 100, {TAG_ROOT: "mixed"}), step("mixed.1", "mixed", "mixed"),
+        done("lone", 20, state=REJECTED), promise("p"), done("stray", 20, {TAG_ROOT: "r"}),
+        Callback("__notify:p:s", "p", "p", "poll://any@default", 10_000, 1, kind="notify"),
+        schedule("sched"),
+    ]
+
+
+class TestRetention:
+    KEPT = ["r", "r.1", "late", "late.1", "mixed", "mixed.1", "p", "stray"]
+    GONE = ["o", "o.1", "o.1.1", "o.2", "o.2.1", "o.t", "lone"]
+
+    def all_ids(self, store: Store) -> list[str]:
+        return sorted(ids(store.search_promises(None, None, None, 1000, None)[0]))
+
+    def test_dry_run_counts_and_deletes_nothing(self, store: Store) -> None:
+        put(store, *retention_world())
+        before = self.all_ids(store)
+        with store.transaction():
+            found, cursor = store.collect(200, None, 500, dry_run=True)
+        assert (found.promises, found.tasks, found.callbacks, found.dry_run, cursor) == (7, 2, 1, True, None)
+        assert self.all_ids(store) == before and store.get_task("__invoke:o") is not None
+
+    def test_collect_deletes_finished_graphs_and_keeps_anything_pending(self, store: Store) -> None:
+        put(store, *retention_world())
+        with store.transaction():
+            found, cursor = store.collect(200, None, 500)
+        assert (found.promises, found.tasks, found.callbacks, found.before, cursor) == (7, 2, 1, 200, None)
+        assert self.all_ids(store) == sorted(self.KEPT)
+        assert [t.id for t in store.search_tasks(None, 100)] == ["__invoke:r"]
+        assert store.get_callback("__resume:o:p") is None and store.get_callback("__notify:p:s") is not None
+        assert store.get_schedule("sched") is not None
+        with store.transaction():  # nothing more to find: the rest is pending, or too young
+            assert store.collect(200, None, 500)[0].promises == 0
+
+    def test_collect_goes_in_batches_oldest_first(self, store: Store) -> None:
+        graphs = [[done(f"w{i}", 100 + i, {TAG_ROOT: f"w{i}"}), step(f"w{i}.1", f"w{i}", f"w{i}", 50)]
+                  for i in range(30)]
+        put(store, *[p for g in graphs for p in g], step("w5.2", "w5", "w5"))  # w5 waits on a step
+        sizes, cursor, first = [], None, True
+        while first or cursor is not None:
+            first = False
+            with store.transaction():
+                found, cursor = store.collect(10_000, cursor, 10)
+            sizes.append(found.promises)
+        assert sum(sizes) == 58 and max(sizes) <= 10 + 2 and len(sizes) >= 5
+        assert self.all_ids(store) == ["w5", "w5.1", "w5.2"]
+
+    def test_reclaim_gives_the_free_pages_back(self, store: Store, backend: Backend) -> None:
+        empty = store.size()
+        big = Value({}, "x" * 4000)
+        put(store, *[promise(f"b{i}", state=RESOLVED, completed_on=10, param=big) for i in range(2000)])
+        full = store.size()
+        with store.transaction():
+            assert store.collect(100, None, 5000)[0].promises == 2000
+        freed, more = store.reclaim(1_000_000)
+        assert not more
+        if backend.target == ":memory:":
+            assert freed == 0  # memory has no file to give back
+            return
+        assert freed > 7_000_000 and full > 8_000_000 and store.size() < empty * 1.2

@@ -626,6 +626,22 @@ def test_a_write_with_a_stale_fence_is_refused(transport: Transport, u: str) -> 
         t.call(P.CreatePromise(root + ".3", FAR, tags={ROOT: root, PARENT: root}), fence=(tid, 2))
 
 
+def test_gc_answers_what_it_collected(transport: Transport, u: str) -> None:
+    """Both transports carry a collection and its counts. Nothing here completed 30 years ago, so nothing
+    is deleted (the daemon is shared by this module's tests); what goes is tested in test_retention.py."""
+    t = transport
+    t.call(P.CreatePromise(u + "p", FAR))
+    thirty_years = 30 * 365 * 86_400_000
+    dry = t.call(P.CollectGarbage(thirty_years, dry_run=True))
+    assert (dry.promises, dry.tasks, dry.callbacks, dry.dry_run) == (0, 0, 0, True)
+    assert abs(dry.before - (t.now() - thirty_years)) < 60_000
+    done = t.call(P.CollectGarbage(thirty_years))
+    assert (done.promises, done.dry_run) == (0, False) and done.size > 0
+    assert t.call(P.GetPromise(u + "p")).pending
+    with pytest.raises(errors.InvalidRequest):
+        P.CollectGarbage(-1)
+
+
 def test_every_op_is_covered() -> None:
     """A new op in the route table needs a case here (docs/architecture.md, "Adding a verb")."""
     with open(__file__) as f:

@@ -352,6 +352,8 @@ def test_the_readme_walkthrough_does_what_it_says(short_dir: str) -> None:
         assert s.cli("promises", "resolve", "order-9.2", "--data", '{"approved": true}').returncode == 0
         out, _ = follow.communicate(timeout=WAIT_S)
         assert follow.returncode == 0 and "completed approve_order order-9 RESOLVED" in out
+        gc = s.cli("gc", "--older-than", "30d", "--dry-run")
+        assert gc.returncode == 0 and gc.stdout.startswith("would delete 0 promises"), gc.stderr
         status = s.cli("status")
         assert status.returncode == 0 and "default: 1" in status.stdout
     finally:

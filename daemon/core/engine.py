@@ -73,6 +73,7 @@ from ..protocol.results import (
     Tree,
 )
 from ..store import Store
+from .retention import Retention
 from .schedules import Schedules
 from .transitions import (
     Beat,
@@ -110,7 +111,7 @@ class _Fail:
     error: errors.ResonateError
 
 
-class Engine(Schedules, Workflows):
+class Engine(Schedules, Workflows, Retention):
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  sink: Callable[[list[Message]], None] | None = None) -> None:
         self.store = store

@@ -3,7 +3,7 @@
 - ``records``: promises, tasks, callbacks, schedules, push messages, addresses, tags, states, the
   results of operations, the search cursor;
 - ``wire``: what a request is on each side, and how fields are checked;
-- ``promise_ops``, ``task_ops``, ``schedule_ops``: every endpoint once, as an ``Op``: its request
+- ``promise_ops``, ``task_ops``, ``schedule_ops``, ``workflow_ops``: every endpoint once, as an ``Op``: its request
   (validated on construction), the request's encode/decode pair, the response's encode/decode pair;
 - here: ``Service``, what the engine implements, and ``OPS``, the route table.
 
@@ -36,6 +36,7 @@ from .records import (
 from .results import *  # noqa: F403  (and the results of the operations)
 from .results import (
     Claimed,
+    Collected,
     Completed,
     Created,
     Page,
@@ -57,7 +58,14 @@ from .task_ops import (
     SearchTasks,
 )
 from .wire import Incoming, Op, Request
-from .workflow_ops import WORKFLOW_STATES, ForkWorkflow, RetryWorkflow, SearchWorkflows, WorkflowPage
+from .workflow_ops import (
+    WORKFLOW_STATES,
+    CollectGarbage,
+    ForkWorkflow,
+    RetryWorkflow,
+    SearchWorkflows,
+    WorkflowPage,
+)
 
 
 class Service(Protocol):
@@ -88,6 +96,7 @@ class Service(Protocol):
     def search_workflows(self, op: SearchWorkflows, /) -> WorkflowPage: ...
     def retry_workflow(self, op: RetryWorkflow, /) -> Promise: ...
     def fork_workflow(self, op: ForkWorkflow, /) -> Promise: ...
+    def collect_garbage(self, op: CollectGarbage, /) -> Collected: ...
 
 
 # In route order: for one method, a literal path comes before a {id:path} that would swallow it.
@@ -95,11 +104,11 @@ OPS: tuple[type[Op[Any]], ...] = (
     CreatePromise, SearchPromises, CreatePromiseAndTask, CreateCallback, CreateSubscription, GetPromise,
     CompletePromise, ClaimTask, CompleteTask, DropTask, Heartbeat, CreateSchedule, SearchSchedules,
     GetSchedule, DeleteSchedule, GetStatus, SearchTasks, SettleStep, CreateAndSubscribe, GetChildren,
-    GetTree, GetCallbacks, SearchWorkflows, RetryWorkflow, ForkWorkflow,
+    GetTree, GetCallbacks, SearchWorkflows, RetryWorkflow, ForkWorkflow, CollectGarbage,
 )
 
 __all__ = [
-    "OPS", "ClaimTask", "CompletePromise", "CompleteTask", "CreateAndSubscribe", "CreateCallback",
+    "OPS", "ClaimTask", "CollectGarbage", "CompletePromise", "CompleteTask", "CreateAndSubscribe", "CreateCallback",
     "CreatePromise", "CreatePromiseAndTask", "CreateSchedule", "CreateSubscription", "DeleteSchedule", "DropTask",
     "GetCallbacks", "GetChildren", "GetPromise", "GetSchedule", "GetStatus", "GetTree", "Heartbeat", "Incoming",
     "Op", "Request", "ScheduleCreated", "SearchPromises", "SearchSchedules", "SearchTasks", "Service",

@@ -145,4 +145,35 @@ class Status:
                    problem=str(obj["problem"]) if obj.get("problem") else None)
 
 
-__all__ = ["Created", "Completed", "Registered", "Claimed", "TaskResult", "Page", "Tree", "Running", "Status"]
+@dataclass(frozen=True)
+class Collected:
+    """What a garbage collection deleted (or, ``dry_run``, would delete): whole finished call graphs
+    and standalone promises older than ``before`` (ms since the epoch), with their tasks and callbacks;
+    ``reclaimed``: bytes the file gave back; ``size``: the database's size after, in bytes."""
+
+    promises: int = 0
+    tasks: int = 0
+    callbacks: int = 0
+    reclaimed: int = 0
+    size: int = 0
+    before: int = 0
+    dry_run: bool = False
+
+    def __add__(self, other: Collected) -> Collected:
+        return Collected(self.promises + other.promises, self.tasks + other.tasks, self.callbacks + other.callbacks,
+                         self.reclaimed + other.reclaimed, other.size or self.size, self.before or other.before,
+                         self.dry_run or other.dry_run)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"promises": self.promises, "tasks": self.tasks, "callbacks": self.callbacks,
+                "reclaimedBytes": self.reclaimed, "sizeBytes": self.size, "before": self.before,
+                "dryRun": self.dry_run}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Collected:
+        return cls(int(obj.get("promises") or 0), int(obj.get("tasks") or 0), int(obj.get("callbacks") or 0),
+                   int(obj.get("reclaimedBytes") or 0), int(obj.get("sizeBytes") or 0), int(obj.get("before") or 0),
+                   bool(obj.get("dryRun")))
+
+
+__all__ = ["Collected", "Created", "Completed", "Registered", "Claimed", "TaskResult", "Page", "Tree", "Running", "Status"]

@@ -1,5 +1,5 @@
 """The workflow operations (ours, under ``/v1``): list the tops of call graphs, retry a failed one, fork
-one from a step. See ``wire.Op``.
+one from a step, collect the finished ones past retention. See ``wire.Op``.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .records import COMPLETED_STATES, PROMISE_STATES, Promise
+from .results import Collected
 from .wire import (
     MAX_LIMIT,
     ById,
@@ -153,3 +154,36 @@ class ForkWorkflow(Op[Promise]):
     def result(self, status: int, body: Any) -> Promise:
         return Promise.from_json(body)
 
+
+
+@dataclass(frozen=True)
+class CollectGarbage(Op[Collected]):
+    """POST /v1/gc {olderThan, dryRun?}: delete the call graphs (and standalone promises) that completed
+    more than ``older_than`` ms ago and hold nothing pending, with their tasks and callbacks, in small
+    batches; then give the file's free pages back. ``dry_run``: count, delete nothing. Never a pending
+    promise, nothing of a pending workflow, never a schedule."""
+
+    METHOD, ROUTE, BODY = "POST", "/v1/gc", True
+    older_than: int  # ms
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        need_int(self.older_than, "olderThan")
+        if not isinstance(self.dry_run, bool):
+            raise bad(f"field 'dryRun' must be a boolean, not {type(self.dry_run).__name__}")
+
+    def request(self) -> Request:
+        return Request("POST", self.ROUTE, body={"olderThan": self.older_than, "dryRun": self.dry_run})
+
+    @classmethod
+    def parse(cls, incoming: Incoming) -> CollectGarbage:
+        return cls(get(incoming.body, "olderThan"), get(incoming.body, "dryRun", False))
+
+    def run(self, service: Service) -> Collected:
+        return service.collect_garbage(self)
+
+    def respond(self, result: Collected) -> tuple[int, Any]:
+        return 200, result.to_json()
+
+    def result(self, status: int, body: Any) -> Collected:
+        return Collected.from_json(body)

@@ -9,6 +9,7 @@ request can take the daemon down. Only the push stream, ``/ping`` and the status
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -29,8 +30,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import errors
 from ..core.engine import Engine
-from ..protocol import OPS, GetPromise, GetStatus, Incoming, Op
+from ..protocol import OPS, CollectGarbage, GetPromise, GetStatus, Incoming, Op
 from ..protocol.records import parse_address
+from ..protocol.results import Collected
 from ..protocol.wire import FENCE_HEADER, NOW_HEADER, parse_fence, poll_functions
 from .config import ServeConfig
 from .dispatch import Dispatcher, PushStream, WatchStream
@@ -103,7 +105,10 @@ class Api:
             fence = parse_fence(request.headers.get(FENCE_HEADER))
             if fence is not None:  # checked and carried out with no await between: nothing interleaves
                 engine.check_fence(*fence)
-            status, payload = parsed.respond(parsed.run(engine))
+            if isinstance(parsed, CollectGarbage):
+                status, payload = parsed.respond(await self._collect(parsed))
+            else:
+                status, payload = parsed.respond(parsed.run(engine))
             now = {NOW_HEADER: str(engine.clock.now())}
             if payload is None:
                 return Response(status_code=status, headers=now)
@@ -111,6 +116,14 @@ class Api:
 
         endpoint.__name__ = op.__name__
         return endpoint
+
+    async def _collect(self, op: CollectGarbage) -> Collected:
+        """A collection runs batch by batch, letting other requests in between (one could take seconds)."""
+        total = Collected()
+        for step in self.engine.gc_steps(op.older_than, op.dry_run):
+            total = step
+            await asyncio.sleep(0)
+        return total
 
     async def ping(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

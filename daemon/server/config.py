@@ -8,6 +8,7 @@ agree on where the socket and the database live. The result is frozen and passed
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,25 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024  # 10 MiB: far above any sane promise param,
 DEFAULT_REQUEST_TIMEOUT_S = 10.0  # a TCP request must arrive whole this soon after its first byte
 DEFAULT_PING_S = 15.0  # an idle push stream gets a comment this often, so half-open peers are noticed
 DURABILITIES = ("full", "normal")
+DEFAULT_RETENTION_MS = 7 * 86_400_000  # completed workflows are kept a week, then collected
+RETENTION_OFF = ("off", "never", "none", "0")  # keep everything: no periodic collection at all
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``500ms``, ``2w`` (a bare number: seconds) -> milliseconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", text)
+    if not m:
+        raise errors.InvalidRequest(f"{text!r} is not a duration; use e.g. 7d, 12h, 30m, 45s")
+    return int(float(m.group(1)) * _UNITS_MS[m.group(2) or "s"])
+
+
+def parse_retention(text: str) -> int | None:
+    """``--retention``: a duration, or off (also 0, never, none): keep completed workflows forever."""
+    if text.strip().lower() in RETENTION_OFF:
+        return None
+    ms = parse_duration_ms(text)
+    return ms if ms > 0 else None
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -58,6 +78,8 @@ class ServeConfig:
     group: str = "default"  # the group the supervised workers join
     tls_cert: str | None = None  # with tls_key: the TCP listeners (--http, --poll-port) speak https
     tls_key: str | None = None
+    # Completed workflows older than this are deleted by the scheduler, a batch at a time; None: never.
+    retention_ms: int | None = DEFAULT_RETENTION_MS
 
     @property
     def tls(self) -> bool:
@@ -79,7 +101,7 @@ class ServeConfig:
                 request_timeout_s: float | str | None = None,
                 log_level: str | None = None, app: str | None = None, workers: int | str | None = None,
                 reload: bool | str | None = None, group: str | None = None,
-                tls_cert: str | None = None, tls_key: str | None = None,
+                tls_cert: str | None = None, tls_key: str | None = None, retention: str | None = None,
                 env: Mapping[str, str] | None = None) -> ServeConfig:
         """Each argument left None falls back to ``RESONATE_<NAME>`` in ``env`` (default os.environ)."""
         env = os.environ if env is None else env
@@ -115,6 +137,7 @@ class ServeConfig:
         if cert and not http_text and port is None:
             raise errors.InvalidRequest("--tls-cert and --tls-key secure the TCP listeners: give --http "
                                         "(or --poll-port) too; the Unix socket needs no TLS")
+        retention_text = pick(retention, "RETENTION")
         return cls(
             socket=os.path.abspath(socket_path),
             db=os.path.abspath(str(pick(db, "DB") or default_db_path())),
@@ -133,6 +156,7 @@ class ServeConfig:
             group=worker_group,
             tls_cert=os.path.abspath(str(cert)) if cert else None,
             tls_key=os.path.abspath(str(key)) if key else None,
+            retention_ms=parse_retention(str(retention_text)) if retention_text is not None else DEFAULT_RETENTION_MS,
         )
 
 

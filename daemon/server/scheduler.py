@@ -3,6 +3,10 @@
 It applies deadlines (promise timeouts, sleeps, lapsed leases, resends, cron ticks) when they fall due:
 it sleeps until the engine's next deadline and is woken early by any write that makes an earlier one
 (``Engine.wake``), so it never scans on a fixed tick. Being on the loop, it shares no lock with anyone.
+
+Retention is a second task of the same loop (``retain``): every ``gc_interval_s`` it collects what
+completed longer ago than the retention, one small batch per transaction, yielding to the loop between
+batches so requests are not held up behind it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ log = logging.getLogger("resonate.scheduler")
 IDLE_WAIT_S = 3600.0  # nothing scheduled: wait until a write wakes us
 RETRY_AFTER_MS = 1000  # a failed tick (a store hiccup) is tried again this much later
 STORE_DOWN = (errors.StoreGone, errors.StoreFull, errors.StoreCorrupt)
+MAX_GC_INTERVAL_S = 600.0  # a week's retention is checked every ten minutes: a day's deletes, in pieces
+MIN_GC_INTERVAL_S = 1.0
+
+
+def gc_interval_s(retention_ms: int) -> float:
+    """How often retention runs: a tenth of the retention, from a second to ten minutes."""
+    return min(max(retention_ms / 10_000.0, MIN_GC_INTERVAL_S), MAX_GC_INTERVAL_S)
 
 
 class Scheduler:
@@ -49,3 +60,22 @@ class Scheduler:
                     pass
             else:
                 await asyncio.sleep(0)  # let requests in between batches of due work
+
+    async def retain(self, retention_ms: int) -> None:
+        """Every ``gc_interval_s``, collect what completed more than ``retention_ms`` ago; until cancelled."""
+        interval = gc_interval_s(retention_ms)
+        while True:
+            await asyncio.sleep(interval)
+            total = None
+            try:
+                for step in self.engine.gc_steps(retention_ms):
+                    total = step
+                    await asyncio.sleep(0)  # requests first: each batch is one short transaction
+            except STORE_DOWN:  # the store says so itself, once
+                continue
+            except Exception:  # a store hiccup must not end retention; the next pass tries again
+                log.exception("retention pass failed")
+                continue
+            if total is not None and total.promises:
+                log.info("retention: deleted %d promises, %d tasks, %d callbacks; %d bytes given back",
+                         total.promises, total.tasks, total.callbacks, total.reclaimed)

@@ -246,7 +246,10 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket, bo
     servers = [_uvicorn(app, config, budget, sock, tls=tls) for app, sock, tls in listeners]
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(quiet_exception_handler())
-    scheduler = asyncio.create_task(Scheduler(engine).run(), name="resonate-scheduler")
+    timers = Scheduler(engine)
+    scheduler = asyncio.create_task(timers.run(), name="resonate-scheduler")
+    retention = (asyncio.create_task(timers.retain(config.retention_ms), name="resonate-retention")
+                 if config.retention_ms is not None else None)
 
     def on_signal(sig: int) -> None:
         if supervisor is not None and not supervisor.stopping:
@@ -289,9 +292,11 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket, bo
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
     finally:
-        scheduler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scheduler
+        for task in (scheduler, retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

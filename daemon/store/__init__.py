@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from ..protocol.records import Callback, Promise, Schedule, Task
+from ..protocol.results import Collected
 
 DURABILITIES = ("full", "normal")
 
@@ -113,6 +114,23 @@ class Store(Protocol):
     def search_schedules(self, id_glob: str | None, limit: int, cursor: tuple[int, str] | None) -> list[Schedule]: ...
     def due_schedules(self, now: int, limit: int) -> list[Schedule]: ...
     def next_schedule_time(self) -> int | None: ...
+
+    # -- retention --------------------------------------------------------------------------------
+    def collect(self, before: int, after: tuple[int, str] | None, limit: int,
+                dry_run: bool = False) -> tuple[Collected, tuple[int, str] | None]:
+        """One batch, inside a transaction: delete (``dry_run``: only count) about ``limit`` promises of
+        the call graphs whose top completed before ``before`` and that hold no pending promise (a top,
+        everything below it, everything tagged with it as root), their tasks and their callbacks, taking
+        tops oldest first after the top ``after``; returns the counts and the next batch's ``after``
+        (None: none older left). Never a pending promise, nothing of a pending graph, never a schedule."""
+        ...
+    def reclaim(self, pages: int) -> tuple[int, bool]:
+        """Give up to ``pages`` free pages of the file back, in its own transaction: (bytes, whether free
+        pages remain). 0 where the backend cannot (memory)."""
+        ...
+    def size(self) -> int:
+        """Bytes the store takes on disk (for a file: it and its write-ahead log)."""
+        ...
 
 
 def open_store(path: str = ":memory:", durability: str = "full", *, read_only: bool = False) -> Store:

@@ -34,6 +34,7 @@ from ..protocol.records import (
     Value,
 )
 from . import glob_match, glob_prefix
+from .retention import Retention
 from .sqlite_schema import (
     MIGRATIONS,
     MODELS,
@@ -62,7 +63,7 @@ class _RollBack(Exception):
     """Ends a read-only store's transaction: whatever it did is rolled back."""
 
 
-class SqliteStore:
+class SqliteStore(Retention):
     """``Store`` on SQLite (a file, locked to this process, or ``:memory:``)."""
 
     def __init__(self, db: pw.Database, *, lock_path: str | None = None, read_only: bool = False) -> None:
@@ -90,6 +91,7 @@ class SqliteStore:
                 if self._lock:
                     self._quick_check()
                 self.migrate()
+                self._switch_to_incremental_vacuum()
                 if self._lock:
                     self._lock.mark()
             self._compile()

@@ -19,7 +19,7 @@ import peewee as pw
 
 from .. import errors
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DURABILITY = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 
 
@@ -197,8 +197,17 @@ def _migrate_2(db: pw.Database) -> None:
     db.execute_sql(f"CREATE INDEX IF NOT EXISTS promises_tops ON promises (created_on DESC, id DESC) WHERE {TOPS}")
 
 
+def _migrate_3(db: pw.Database) -> None:
+    """Retention (``retention.py``) walks the finished tops of call graphs oldest first, and deletes the
+    callbacks a deleted workflow registered. The switch of an older file to incremental vacuum needs a
+    VACUUM, which cannot run in this transaction: ``SqliteStore`` does it after."""
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS promises_done ON promises (completed_on, id) "
+                   f"WHERE completed_on IS NOT NULL AND {TOPS}")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS callbacks_root_id ON callbacks (root_id)")
+
+
 # Schema migrations in order; entry i brings the schema from version i to i+1.
-MIGRATIONS = [_migrate_1, _migrate_2]
+MIGRATIONS = [_migrate_1, _migrate_2, _migrate_3]
 
 
 class FileLock:
@@ -291,6 +300,9 @@ def connect_sqlite(path: str, durability: str = "full") -> pw.SqliteDatabase:
         raise errors.InvalidRequest(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
     memory = path == ":memory:"
     pragmas: dict[str, Any] = {
+        # First, before any table exists: a new file gives its free pages back by incremental vacuum
+        # (retention); on an existing file this is a no-op until a VACUUM, see retention.py.
+        "auto_vacuum": "incremental",
         "journal_mode": "memory" if memory else "wal",
         "synchronous": DURABILITY[durability],
         "busy_timeout": 5000,
