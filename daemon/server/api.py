@@ -30,10 +30,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import errors
 from ..core.engine import Engine
-from ..protocol import OPS, CollectGarbage, GetPromise, GetStatus, Incoming, Op
-from ..protocol.records import parse_address
-from ..protocol.results import Collected
+from ..protocol import OPS, CollectGarbage, GetPromise, GetStatus, Incoming, Op, SearchPromises
+from ..protocol.records import Promise, decode_cursor, encode_cursor, parse_address
+from ..protocol.results import Collected, Page
 from ..protocol.wire import FENCE_HEADER, NOW_HEADER, parse_fence, poll_functions
+from ..store.search import Reader
 from .config import ServeConfig
 from .dispatch import Dispatcher, PushStream, WatchStream
 
@@ -50,6 +51,7 @@ class AppState:
     engine: Engine
     dispatcher: Dispatcher
     config: ServeConfig
+    reader: Reader | None = None  # searches run there, off the loop (None: in the loop, as every op)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -91,6 +93,7 @@ class Api:
         self.engine = state.engine
         self.dispatcher = state.dispatcher
         self.config = state.config
+        self.reader = state.reader
 
     def handler(self, op: type[Op[Any]]) -> Handler:
         """The endpoint of one operation. The engine runs on the event loop's own thread, not a pool
@@ -107,6 +110,8 @@ class Api:
                 engine.check_fence(*fence)
             if isinstance(parsed, CollectGarbage):
                 status, payload = parsed.respond(await self._collect(parsed))
+            elif isinstance(parsed, SearchPromises) and self.reader is not None:
+                status, payload = parsed.respond(await self._search(parsed, self.reader))
             else:
                 status, payload = parsed.respond(parsed.run(engine))
             now = {NOW_HEADER: str(engine.clock.now())}
@@ -124,6 +129,16 @@ class Api:
             total = step
             await asyncio.sleep(0)
         return total
+
+    async def _search(self, op: SearchPromises, reader: Reader) -> Page[Promise]:
+        """Due timeouts are applied here on the loop (a search never shows an overdue promise as pending);
+        the scan itself runs on the reader's connection in its thread, so a search over a million rows
+        does not hold up anyone else's request."""
+        self.engine.tick()
+        cursor = decode_cursor(op.cursor)
+        found, nxt = await asyncio.get_running_loop().run_in_executor(
+            reader.pool, reader.search_promises, op.id, op.states, op.tags or None, op.limit, cursor)
+        return Page(found, encode_cursor(nxt))
 
     async def ping(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -194,13 +194,15 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
     store = open_store(config.db, config.durability)
     sockets: list[socket.socket] = []
     unix_bound = False
+    reader = None
     try:
         token = load_token(config) if config.needs_token else None
         dispatcher = Dispatcher(config.ping_interval_s)
         engine = Engine(store, sink=dispatcher.sink)
         engine.requeue_sent()
         dispatcher.attach(engine)
-        state = AppState(engine, dispatcher, config)
+        reader = store.reader()
+        state = AppState(engine, dispatcher, config, reader)
 
         listeners: list[tuple[Any, socket.socket, bool]] = []  # (app, socket, speaks TLS)
         unix = bind_unix(config.socket)
@@ -237,6 +239,8 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
         if unix_bound:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(config.socket)
+        if reader is not None:
+            reader.close()
         store.close()
 
 

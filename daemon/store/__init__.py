@@ -9,7 +9,7 @@ transport's lock) serialises every call. Every write happens inside ``transactio
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..protocol.records import Callback, Promise, Schedule, Task
 from ..protocol.results import Collected
@@ -58,6 +58,11 @@ class Store(Protocol):
     def search_promises(self, id_glob: str | None, states: tuple[str, ...] | None, tags: dict[str, str] | None,
                         limit: int, cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
         ...
+    def reader(self) -> Any:
+        """A ``search.Reader`` that runs searches off the caller's thread on its own connections, or None
+        when the store has a single connection (in memory)."""
+        ...
+
     def timed_out_promises(self, now: int, limit: int) -> list[Promise]:
         """Pending promises whose timeout is at or before ``now``, earliest first."""
         ...

@@ -35,6 +35,7 @@ from ..protocol.records import (
 )
 from . import glob_match, glob_prefix
 from .retention import Retention
+from .search import Reader, run_search
 from .sqlite_schema import (
     MIGRATIONS,
     MODELS,
@@ -78,6 +79,9 @@ class SqliteStore(Retention):
             try:
                 db.connect(reuse_if_open=True)
             except pw.DatabaseError as exc:  # not a database at all (its header), or damaged past opening
+                if "database or disk is full" in str(exc):  # not damage: replaying the WAL needs room
+                    raise errors.StoreFull(f"disk full: the database {self.location} cannot be opened until "
+                                           "there is room (its write-ahead log is replayed at open)") from None
                 raise errors.StoreCorrupt(f"database {self.location!r} cannot be read: {exc}; restore it from a "
                                           "backup, or move it away to start an empty one") from None
             self._sqlite = isinstance(db, pw.SqliteDatabase)
@@ -88,10 +92,11 @@ class SqliteStore(Retention):
             if read_only:
                 self._check_version()
             else:
-                if self._lock:
-                    self._quick_check()
-                self.migrate()
-                self._switch_to_incremental_vacuum()
+                with disk_full_as_store_full(self.location):
+                    if self._lock:
+                        self._quick_check()
+                    self.migrate()
+                    self._switch_to_incremental_vacuum()
                 if self._lock:
                     self._lock.mark()
             self._compile()
@@ -288,45 +293,11 @@ class SqliteStore(Retention):
                         tags: dict[str, str] | None, limit: int,
                         cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
         """Newest first; ``cursor`` is the (created_on, id) of the last row of the previous page."""
-        cond: Any = pw.SQL("1 = 1")
-        prefix = glob_prefix(id_glob)  # SQL narrows by the literal prefix (an index range); glob_match decides
-        if prefix:
-            cond &= (PromiseRow.id == prefix) if prefix == id_glob else PromiseRow.id.startswith(prefix)
-        if states:
-            cond &= PromiseRow.state.in_(list(states))
-        if cursor:
-            c_on, c_id = cursor
-            cond &= ((PromiseRow.created_on < c_on) |
-                     ((PromiseRow.created_on == c_on) & (PromiseRow.id < c_id)))
-        order = (PromiseRow.created_on.desc(), PromiseRow.id.desc())
-        # One match more than asked for says whether a next page exists (tags and globs filter here, so
-        # SQL alone cannot tell), reading in pages until the matches or the rows run out.
-        want = limit + 1
-        out: list[Promise] = []
-        page = max(want, 100)
-        last: tuple[int, str] | None = None
-        while len(out) < want:
-            extra: Any = pw.SQL("1 = 1")
-            if last:
-                extra = ((PromiseRow.created_on < last[0]) |
-                         ((PromiseRow.created_on == last[0]) & (PromiseRow.id < last[1])))
-            rows: list[Any] = list(PromiseRow.select().where(cond & extra).order_by(*order).limit(page).dicts())
-            for row in rows:
-                last = (row["created_on"], row["id"])
-                p = _promise(row)
-                if tags and any(p.tags.get(k) != v for k, v in tags.items()):
-                    continue
-                if not glob_match(id_glob, p.id):
-                    continue
-                out.append(p)
-                if len(out) == want:
-                    break
-            if len(rows) < page:
-                break
-        if len(out) > limit:
-            out = out[:limit]
-            return out, (out[-1].created_on, out[-1].id)
-        return out, None
+        return run_search(lambda q: list(q.dicts()), _promise, id_glob, states, tags, limit, cursor)
+
+    def reader(self) -> Reader | None:
+        """Searches on their own connections and threads (None for ``:memory:``: one connection only)."""
+        return None if self.location == ":memory:" else Reader(self.location, _promise)
 
     def pending_of_root(self, root_id: str) -> list[Promise]:
         rows = PromiseRow.select().where((PromiseRow.root_id == root_id) & (PromiseRow.state == PENDING)).dicts()
