@@ -15,8 +15,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from daemon_proc import Daemon  # noqa: E402
 import test_search_off_loop as t  # noqa: E402
+from daemon_proc import Daemon  # noqa: E402
 
 
 def ping(path: str) -> float:

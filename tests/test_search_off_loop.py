@@ -10,7 +10,6 @@ start and finish inside a search's own time span, which a blocked loop cannot do
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import tempfile
