@@ -100,7 +100,20 @@ def register(r: Resonate) -> dict[str, Any]:
             done += 1
         return done
 
-    return {"chain": chain, "one": one, "fact": fact, "fan": fan, "waiter": waiter, "slow": slow}
+    @r.register
+    def three(ctx: Context, i: int):  # type: ignore[no-untyped-def]
+        x = i
+        for _ in range(common.W7_STEPS):
+            x = yield ctx.run(inc, x)
+        return x
+
+    @r.register
+    def nap(ctx: Context, secs: float):  # type: ignore[no-untyped-def]
+        yield ctx.sleep(secs)
+        return time.time() * 1000  # when the code after the sleep ran (wall ms)
+
+    return {"chain": chain, "one": one, "fact": fact, "fan": fan, "waiter": waiter, "slow": slow,
+            "three": three, "nap": nap}
 
 
 # -- the two ways of running them -----------------------------------------------------------------
@@ -255,6 +268,35 @@ def w4(n: int, store: Path) -> dict[str, Any]:
     return _run(store, body)
 
 
+def w7(n: int, store: Path) -> dict[str, Any]:
+    """n workflows of three steps, started one after another by this client (as a user's loop of
+    begin_rpc would), run by two workers; from the first start to the last result."""
+    s = Daemon(store, workers=2) if MODE == "daemon" else Local(store)
+    try:
+        t0 = time.perf_counter()
+        handles = [s.begin(f"w7.{i}", "three", i) for i in range(n)]
+        submit = common.ms_since(t0)
+        for i, h in enumerate(handles):
+            assert h.result(timeout=600) == i + common.W7_STEPS
+        fields = common.w7_fields(n, common.ms_since(t0), submit)
+    finally:
+        extra = s.close()
+    return {**fields, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def w8(n: int, store: Path) -> dict[str, Any]:
+    """n workflows that each sleep 1 s, started at once; lateness of each wake-up past the deadline the
+    sleep's promise holds."""
+    def body(s: Local | Daemon) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        handles = [s.begin(f"w8.{i}", "nap", common.W8_SLEEP_S) for i in range(n)]
+        woke = [h.result(timeout=600) for h in handles]
+        ms = common.ms_since(t0)
+        late = [w - s.r.promises.get(f"w8.{i}.1").timeout for i, w in enumerate(woke)]
+        return common.w8_fields(late, ms)
+    return _run(store, body)
+
+
 def w5(rounds: int, store: Path) -> dict[str, Any]:
     def body(s: Local | Daemon) -> dict[str, Any]:
         promises = s.r.promises
@@ -355,14 +397,14 @@ def peer() -> common.Peer:
             system=f"resonate-daemon-{DURABILITY}",
             note="this repo through its daemon: Unix socket, 1 worker process (W6: 2), client in "
                  "the measuring process",
-            durability=_durability, workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5},
+            durability=_durability, workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8},
             w6_child=w6_child, w6_parent=w6_daemon,
             notes={"W6": ["restart_s: from SIGKILL of the worker to the client holding the result; "
                           "the other live worker resumes"]})
     return common.Peer(
         system=f"resonate-local-{DURABILITY}",
         note="this repo, Resonate.local(path=file), in process",
-        durability=_durability, workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5},
+        durability=_durability, workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8},
         w6_child=w6_child, notes={"W4": ["children: ctx.begin_run(inc, i), each a durable call"]})
 
 

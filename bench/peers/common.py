@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 # Full and --quick sizes of each workload (W6: steps; the kill comes at half of them).
-FULL_N = {"W1": 2000, "W2": 500, "W3": 200, "W4": 500, "W5": 50, "W6": 100}
-QUICK_N = {"W1": 50, "W2": 20, "W3": 30, "W4": 50, "W5": 5, "W6": 20}
+FULL_N = {"W1": 2000, "W2": 500, "W3": 200, "W4": 500, "W5": 50, "W6": 100, "W7": 1000, "W8": 1000}
+QUICK_N = {"W1": 50, "W2": 20, "W3": 30, "W4": 50, "W5": 5, "W6": 20, "W7": 50, "W8": 50}
+W7_STEPS = 3  # each W7 workflow: three sequential steps
+W8_SLEEP_S = 1.0
 W6_STEP_S = 0.010
 
 
@@ -85,6 +87,18 @@ def w1_fields(n: int, ms_total: float) -> dict[str, Any]:
 def w2_fields(per_wf_ms: list[float], ms_total: float) -> dict[str, Any]:
     return {"ms_total": ms_total, **latency_fields(per_wf_ms),
             "wf_per_s": round(len(per_wf_ms) / (ms_total / 1000), 1)}
+
+
+def w7_fields(n: int, ms_total: float, submit_ms: float) -> dict[str, Any]:
+    """Throughput from the first start to the last result."""
+    return {"ms_total": round(ms_total, 3), "submit_ms": round(submit_ms, 3), "ms_per_wf": round(ms_total / n, 4),
+            "wf_per_s": round(n / (ms_total / 1000), 1), "steps_per_s": round(n * W7_STEPS / (ms_total / 1000), 1)}
+
+
+def w8_fields(lateness_ms: list[float], ms_total: float) -> dict[str, Any]:
+    """Lateness of each wake-up past its deadline."""
+    return {"ms_total": round(ms_total, 3), "late_p50": round(percentile(lateness_ms, 50), 3),
+            "late_p99": round(percentile(lateness_ms, 99), 3), "late_max": round(max(lateness_ms), 3)}
 
 
 def w5_fields(latencies_ms: list[float], ms_total: float) -> dict[str, Any]:

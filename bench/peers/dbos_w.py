@@ -40,6 +40,7 @@ except ImportError as exc:
 # SQLite); the default poll is 1 s, which would make W5 measure the poll, not DBOS.
 NOTIFY_POLL_S = 0.01
 RESULT_POLL_S = 0.01  # for handles of workflows run by another process (W6 restart)
+W7_CONCURRENCY, W7_POLL_S = 16, 0.010  # BENCHMARKS.md W7: one queue, concurrency 16, 10 ms polling
 W3_RECURSION_LIMIT = 20_000  # inline child workflows nest ~15 Python frames per level
 _side: Path | None = None  # W6 side file, set before launch
 _ready = threading.Event()  # W5: set by the workflow just before it blocks in recv
@@ -100,6 +101,21 @@ def slow(steps: int) -> int:
         w6_work(i)
         done += 1
     return done
+
+
+@DBOS.workflow()
+def three(i: int) -> int:
+    x = i
+    for _ in range(common.W7_STEPS):
+        x = inc(x)
+    return x
+
+
+@DBOS.workflow()
+def nap(secs: float) -> tuple[float, float]:
+    before = time.time() * 1000
+    DBOS.sleep(secs)
+    return before, time.time() * 1000
 
 
 def launch(store: Path) -> None:
@@ -203,6 +219,36 @@ def w5(rounds: int, store: Path) -> dict[str, Any]:
     return common.w5_fields(latencies, common.ms_since(t_all))
 
 
+def w7(n: int, store: Path) -> dict[str, Any]:
+    """n workflows of three steps enqueued on one queue (worker concurrency 16, 10 ms polling)."""
+    launch(store)
+    queue = DBOS.register_queue("w7", worker_concurrency=W7_CONCURRENCY, polling_interval_sec=W7_POLL_S)
+    t0 = time.perf_counter()
+    handles = []
+    for i in range(n):
+        with SetWorkflowID(f"w7.{i}"):
+            handles.append(queue.enqueue(three, i))
+    submit = common.ms_since(t0)
+    for i, h in enumerate(handles):
+        assert h.get_result() == i + common.W7_STEPS
+    return common.w7_fields(n, common.ms_since(t0), submit)
+
+
+def w8(n: int, store: Path) -> dict[str, Any]:
+    """n workflows that each DBOS.sleep(1), started at once; lateness past (time before the sleep + 1 s)."""
+    launch(store)
+    t0 = time.perf_counter()
+    handles = []
+    for i in range(n):
+        with SetWorkflowID(f"w8.{i}"):
+            handles.append(DBOS.start_workflow(nap, common.W8_SLEEP_S))
+    late = []
+    for h in handles:
+        before, woke = h.get_result()
+        late.append(woke - before - common.W8_SLEEP_S * 1000)
+    return common.w8_fields(late, common.ms_since(t0))
+
+
 def w6_child(steps: int, store: Path, side: Path) -> Any:
     global _side
     _side = side
@@ -219,7 +265,7 @@ PEER = common.Peer(
           f"(system SQLite 3.40.1 too old); notification poll {NOTIFY_POLL_S * 1000:g} ms "
           "(default 1 s)"),
     durability=durability,
-    workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5},
+    workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8},
     w6_child=w6_child,
     notes={
         "W3": [f"children run inline in the parent's thread, ~16 Python frames a level: with "
@@ -227,6 +273,9 @@ PEER = common.Peer(
                f"to {W3_RECURSION_LIMIT} and the run gets a 256 MiB thread stack"],
         "W4": ["children: DBOS.start_workflow of a workflow returning i + 1, run on DBOS's "
                "thread pool; then get_result of each"],
+        "W7": [f"one DBOS queue, worker_concurrency={W7_CONCURRENCY}, polling {W7_POLL_S * 1000:g} ms; "
+               "enqueued one after another by the measuring process"],
+        "W8": ["lateness = wake time - (time just before DBOS.sleep + 1 s)"],
         "W6": [f"restart = launch() recovers the PENDING workflow; the result is read with a "
                f"{RESULT_POLL_S * 1000:g} ms poll"],
     },

@@ -145,9 +145,9 @@ class ServeConfig:
             http=parse_hostport(str(http_text)) if http_text else None,
             poll_port=_int(port, "poll port", 0, 65535) if port is not None else None,
             token=_token(pick(token, "TOKEN"), pick(token_file, "TOKEN_FILE")),
-            max_body=_int(pick(max_body, "MAX_BODY") or DEFAULT_MAX_BODY, "max body", 1, 2**31),
-            ping_interval_s=_seconds(pick(ping_interval_s, "PING_INTERVAL") or DEFAULT_PING_S, "ping interval"),
-            request_timeout_s=_seconds(pick(request_timeout_s, "REQUEST_TIMEOUT") or DEFAULT_REQUEST_TIMEOUT_S,
+            max_body=_int(_or(pick(max_body, "MAX_BODY"), DEFAULT_MAX_BODY), "max body", 1, 2**31),
+            ping_interval_s=_seconds(_or(pick(ping_interval_s, "PING_INTERVAL"), DEFAULT_PING_S), "ping interval"),
+            request_timeout_s=_seconds(_or(pick(request_timeout_s, "REQUEST_TIMEOUT"), DEFAULT_REQUEST_TIMEOUT_S),
                                        "request timeout"),
             log_level=check_log_level(str(pick(log_level, "LOG_LEVEL") or "warning")),
             app=app_spec,
@@ -185,6 +185,11 @@ def _int(value: object, what: str, lo: int, hi: int) -> int:
     if not lo <= n <= hi:
         raise errors.InvalidRequest(f"{what} must be from {lo} to {hi}, not {n}")
     return n
+
+
+def _or(value: object, default: object) -> object:
+    """``value`` unless it was not given: a 0 given is kept (and refused by the check), not replaced."""
+    return default if value is None else value
 
 
 def _seconds(value: object, what: str) -> float:
