@@ -301,7 +301,7 @@ def create_app(state: AppState, *, token: str | None = None, legacy_poll_only: b
                   route("/v1/promises/{id:path}/watch", api.watch, ["GET"])]
         routes += [route(op.ROUTE, api.handler(op), [op.METHOD]) for op in OPS if op is not GetStatus]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    if token:
+    if token and not ui_only:  # ui_only: a redirect to /ui/, which checks the token itself
         app = TokenAuth(app, token)
     if ui is not None and not legacy_poll_only:
         app = _UiSplit(app, ui(state, token))
