@@ -247,3 +247,22 @@ def test_resonate_ui_exits_4_without_a_daemon_or_without_a_ui() -> None:
     finally:
         d.stop()
         d.cleanup()
+
+
+def test_fork_then_cancel_from_the_page(daemon: tuple[Daemon, int, int]) -> None:
+    d, _, _ = daemon
+    with d.client() as c:
+        page = c.get("/ui/workflow", params={"id": "wf-000005"}).text
+        form = {"csrf": csrf_of(page), "id": "wf-000005", "back": "/ui/workflow?id=wf-000005"}
+        bad = c.post("/ui/act", data={**form, "action": "fork", "from_step": "9"})
+        assert "error=" in bad.headers["location"] and "past them" in c.get(bad.headers["location"]).text
+        r = c.post("/ui/act", data={**form, "action": "fork", "from_step": "2", "new_id": "wf-5b"})
+        assert r.status_code == 303 and "forked+wf-000005+as+wf-5b" in r.headers["location"]
+        fork = c.get("/ui/workflow", params={"id": "wf-5b"}).text
+        assert 'data-root-state="PENDING"' in fork and 'data-step="wf-5b.2"' in fork  # steps 1-2 reused
+        assert 'data-action="cancel"' in fork
+        r = c.post("/ui/act", data={**form, "id": "wf-5b", "action": "cancel", "back": "/ui/workflow?id=wf-5b"})
+        assert "msg=" in r.headers["location"]
+        assert c.get("/promises/wf-5b").json()["state"] == "REJECTED_CANCELED"
+        r = c.post("/ui/act", data={**form, "action": "explode"})
+        assert "unknown+action" in r.headers["location"]
