@@ -100,6 +100,7 @@ app.command()(workflows.fork)
 app.command()(gc.gc)
 app.command()(serve.serve)
 app.command()(serve.worker)
+app.command()(serve.ui)
 
 
 @app.command()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
+import webbrowser
 from typing import Any
 
 import typer
+from resonate_daemon.paths import read_token_file
 from resonate_daemon.server.config import ServeConfig, check_log_level
 
 from resonate.errors import InvalidRequest, ResonateError
@@ -46,12 +49,18 @@ def serve(
     retention: str = typer.Option(None, "--retention", metavar="DURATION", envvar="RESONATE_RETENTION",
                                   help="Delete completed workflows this long after they complete: 7d (default), "
                                        "12h, 30m; off (or 0) keeps everything."),
+    ui_port: int = typer.Option(None, "--ui-port", metavar="PORT", envvar="RESONATE_UI_PORT",
+                                help="Serve the browser UI on 127.0.0.1:PORT (token required; `resonate ui` logs you in)."),
+    ui_read_only: bool = typer.Option(False, "--ui-read-only", envvar="RESONATE_UI_READ_ONLY",
+                                      help="The UI only shows: no resolve, reject, cancel, retry or fork."),
 ) -> None:
     """Run the daemon in the foreground until Ctrl+C or SIGTERM.
 
     Example: resonate serve --db ./resonate.db --http 127.0.0.1:8001
     """
     from resonate_daemon.server.server import serve as run
+
+    from resonate_ui import create_ui
 
     try:
         config = ServeConfig.resolve(socket=socket, db=db, http=http, poll_port=poll_port,
@@ -60,14 +69,47 @@ def serve(
                                      request_timeout_s=request_timeout,
                                      log_level=log_level, app=app, workers=workers,
                                      reload=reload or None, group=group, tls_cert=tls_cert, tls_key=tls_key,
-                                     retention=retention)
+                                     retention=retention, ui_port=ui_port, ui_read_only=ui_read_only or None)
     except InvalidRequest as exc:
         fail(str(exc), exits.USAGE)
     try:
-        code = run(config)
+        code = run(config, ui=create_ui)  # the UI under /ui on every listener, and on --ui-port
     except ResonateError as exc:  # StartupError, StoreLocked: say why, no traceback
         fail(f"cannot start: {exc}", exits.ERROR)
     raise typer.Exit(code)
+
+
+def ui(ctx: typer.Context,
+       open_browser: bool = typer.Option(True, "--open/--no-open",
+                                         help="Open it in a browser (only when stdout is a terminal).")) -> None:
+    """Print the address of the running daemon's browser UI (it logs the browser in with the daemon's
+    token), and open it in a browser when there is one. Exit 4 when no daemon answers or it has no UI.
+
+    Example: resonate serve --ui-port 8080 & resonate ui
+    """
+    target = target_of(ctx)
+    status = probe_or_fail(target)
+    if status is None:
+        fail(f"no resonate daemon answers at {target.where}; start one with a UI: resonate serve --ui-port 8080",
+             exits.UNREACHABLE)
+    if not status.ui:
+        fail(f"the daemon at {target.where} serves no UI; restart it with --ui-port PORT (e.g. resonate serve "
+             "--ui-port 8080)", exits.UNREACHABLE)
+    token = target.token
+    if not token:
+        try:
+            token = read_token_file(f"{status.db}.token")  # where the daemon keeps a generated token
+        except InvalidRequest as exc:
+            fail(f"cannot read the daemon's token: {exc}; give it with --token-file", exits.USAGE)
+    from resonate_ui.web import login_url
+
+    url = login_url(status.ui, token)
+    print(url, flush=True)
+    if open_browser and sys.stdout.isatty():
+        try:
+            webbrowser.get().open(url)
+        except webbrowser.Error:
+            pass  # no browser here (a server, ssh): the address above is the answer
 
 
 def worker(

@@ -44,9 +44,12 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = os.path.join(self.dir, "daemon.log")
         self.preexec_fn: Any = None  # e.g. lower the daemon's RLIMIT_NOFILE, or drop to another uid
+        # What runs it; ["-m", "resonate_cli", "serve"] for a daemon with the browser UI (only the CLI hands
+        # the UI to the daemon: the daemon never imports it).
+        self.command = ["-m", "resonate_daemon"]
 
     def spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "resonate_daemon", "--socket", self.socket, "--db", self.db, *self.args]
+        cmd = [sys.executable, *self.command, "--socket", self.socket, "--db", self.db, *self.args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=self.preexec_fn)
         return self.proc

@@ -123,6 +123,7 @@ class Status:
     # invocations no connected worker can take now: {"group", "func", "version", "tasks"}
     waiting: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None  # what is wrong with the store now (its file deleted or replaced), if anything
+    ui: str | None = None  # the browser UI's address (serve --ui-port), if it has one
 
     def has_function(self, group: str, func: str) -> bool:
         """Is a worker of ``group`` connected that runs ``func`` (or announced nothing, so runs all)?"""
@@ -132,7 +133,7 @@ class Status:
         return {"mode": self.mode, "version": self.version, "pid": self.pid, "socket": self.socket,
                 "db": self.db, "http": self.http, "pollPort": self.poll_port, "promises": dict(self.promises),
                 "tasks": dict(self.tasks), "workers": {g: list(p) for g, p in self.workers.items()},
-                "functions": self.functions, "waiting": list(self.waiting), "problem": self.problem}
+                "functions": self.functions, "waiting": list(self.waiting), "problem": self.problem, "ui": self.ui}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Status:
@@ -142,7 +143,8 @@ class Status:
                    pid=obj.get("pid"), socket=obj.get("socket"), http=obj.get("http"),
                    poll_port=obj.get("pollPort"), functions=dict(obj.get("functions") or {}),
                    waiting=list(obj.get("waiting") or []),
-                   problem=str(obj["problem"]) if obj.get("problem") else None)
+                   problem=str(obj["problem"]) if obj.get("problem") else None,
+                   ui=str(obj["ui"]) if obj.get("ui") else None)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,7 +32,7 @@ from .. import errors
 from ..core.engine import Engine
 from ..protocol import OPS, CollectGarbage, GetPromise, GetStatus, Incoming, Op, SearchPromises
 from ..protocol.records import Promise, decode_cursor, encode_cursor, parse_address
-from ..protocol.results import Collected, Page
+from ..protocol.results import Collected, Page, Status
 from ..protocol.wire import FENCE_HEADER, NOW_HEADER, parse_fence, poll_functions
 from ..store.search import Reader
 from .config import ServeConfig
@@ -131,32 +131,13 @@ class Api:
         return total
 
     async def _search(self, op: SearchPromises, reader: Reader) -> Page[Promise]:
-        """Due timeouts are applied here on the loop (a search never shows an overdue promise as pending);
-        the scan itself runs on the reader's connection in its thread, so a search over a million rows
-        does not hold up anyone else's request."""
-        self.engine.tick()
-        cursor = decode_cursor(op.cursor)
-        found, nxt = await asyncio.get_running_loop().run_in_executor(
-            reader.pool, reader.search_promises, op.id, op.states, op.tags or None, op.limit, cursor)
-        return Page(found, encode_cursor(nxt))
+        return await search_off_loop(self.engine, reader, op)
 
     async def ping(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def status(self, request: Request) -> Response:
-        cfg = self.config
-        waiting: dict[tuple[str, str, int], int] = {}
-        for msg in self.engine.dispatchable():  # INIT tasks that may go out: who could take them?
-            if msg.task is not None and not self.dispatcher.routable(msg):
-                key = (parse_address(msg.recv).group, msg.task.func or "?", msg.task.version)
-                waiting[key] = waiting.get(key, 0) + 1
-        status = replace(self.engine.get_status(GetStatus()), mode="daemon", pid=os.getpid(), socket=cfg.socket,
-                         db=cfg.db, http=f"{cfg.http[0]}:{cfg.http[1]}" if cfg.http else None,
-                         poll_port=cfg.poll_port, workers=self.dispatcher.workers(),
-                         functions=self.dispatcher.functions(),
-                         waiting=[{"group": g, "func": f, "version": v, "tasks": n}
-                                  for (g, f, v), n in sorted(waiting.items())])
-        return JSONResponse(status.to_json())
+        return JSONResponse(daemon_status(self.engine, self.dispatcher, self.config).to_json())
 
     async def poll(self, request: Request) -> Response:
         return self._stream(request, release_on_close=True)
@@ -177,6 +158,32 @@ class Api:
                 raise errors.InvalidRequest(f"invalid {what} {value!r}")
         functions = poll_functions(Incoming(query=request.query_params.multi_items()))
         return PushStream(self.dispatcher, group, pid, release_on_close=release_on_close, functions=functions)
+
+
+async def search_off_loop(engine: Engine, reader: Reader, op: SearchPromises) -> Page[Promise]:
+    """Due timeouts are applied here on the loop (a search never shows an overdue promise as pending);
+    the scan itself runs on the reader's connection in its thread, so a search over a million rows
+    does not hold up anyone else's request."""
+    engine.tick()
+    cursor = decode_cursor(op.cursor)
+    found, nxt = await asyncio.get_running_loop().run_in_executor(
+        reader.pool, reader.search_promises, op.id, op.states, op.tags or None, op.limit, cursor)
+    return Page(found, encode_cursor(nxt))
+
+
+def daemon_status(engine: Engine, dispatcher: Dispatcher, cfg: ServeConfig) -> Status:
+    """The daemon's status (``GET /v1/status``, ``resonate status``, the UI's status page): the engine's
+    counts, where it listens, and who is connected."""
+    waiting: dict[tuple[str, str, int], int] = {}
+    for msg in engine.dispatchable():  # INIT tasks that may go out: who could take them?
+        if msg.task is not None and not dispatcher.routable(msg):
+            key = (parse_address(msg.recv).group, msg.task.func or "?", msg.task.version)
+            waiting[key] = waiting.get(key, 0) + 1
+    return replace(engine.get_status(GetStatus()), mode="daemon", pid=os.getpid(), socket=cfg.socket,
+                   db=cfg.db, http=f"{cfg.http[0]}:{cfg.http[1]}" if cfg.http else None,
+                   poll_port=cfg.poll_port, workers=dispatcher.workers(), functions=dispatcher.functions(),
+                   waiting=[{"group": g, "func": f, "version": v, "tasks": n} for (g, f, v), n in sorted(waiting.items())],
+                   ui=f"http://127.0.0.1:{cfg.ui_port}/ui/" if cfg.ui_port is not None else None)
 
 
 # -- errors, auth, app ---------------------------------------------------------------------------
@@ -228,31 +235,65 @@ class TokenAuth:
         await response(scope, receive, send)
 
     def _ok(self, scope: Scope) -> bool:
-        header = b""
-        for key, value in scope.get("headers", ()):
-            if key == b"authorization":
-                header = value
-                break
-        scheme, _, cred = header.partition(b" ")
-        given = b""
-        if scheme.lower() == b"bearer":
-            given = cred.strip()
-        elif scheme.lower() == b"basic":
-            try:
-                _, _, given = base64.b64decode(cred.strip(), validate=True).partition(b":")
-            except (binascii.Error, ValueError):
-                return False
-        return bool(given) and hmac.compare_digest(given, self.token)
+        return token_ok(scope, self.token)
 
 
-def create_app(state: AppState, *, token: str | None = None, legacy_poll_only: bool = False) -> ASGIApp:
-    """The API app (``legacy_poll_only``: just ``GET /{group}/{pid}``, for ``--poll-port``)."""
+def token_ok(scope: Scope, token: bytes) -> bool:
+    """Does the request carry the token (``Bearer T``, or basic auth with T as the password)?"""
+    header = b""
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            header = value
+            break
+    scheme, _, cred = header.partition(b" ")
+    given = b""
+    if scheme.lower() == b"bearer":
+        given = cred.strip()
+    elif scheme.lower() == b"basic":
+        try:
+            _, _, given = base64.b64decode(cred.strip(), validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+    return bool(given) and hmac.compare_digest(given, token)
+
+
+# The browser UI (the separate ``resonate_ui`` package, handed in by whoever starts the daemon: the daemon
+# never imports it). Given the shared state and the listener's token (None on the Unix socket), it returns
+# the ASGI app served under /ui; it checks the token itself, since a browser sends a cookie, not a header.
+UiFactory = Callable[[AppState, "str | None"], ASGIApp]
+
+
+class _UiSplit:
+    """/ui and below go to the UI app (which does its own auth), everything else to the API."""
+
+    def __init__(self, api: ASGIApp, ui: ASGIApp) -> None:
+        self.api = api
+        self.ui = ui
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/ui" or path.startswith("/ui/")):
+            await self.ui(dict(scope, root_path=scope.get("root_path", "") + "/ui"), receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+async def _to_ui(request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=303)
+
+
+def create_app(state: AppState, *, token: str | None = None, legacy_poll_only: bool = False,
+               ui: UiFactory | None = None, ui_only: bool = False) -> ASGIApp:
+    """The API app (``legacy_poll_only``: just ``GET /{group}/{pid}``, for ``--poll-port``), with the UI
+    under /ui when ``ui`` is given (``ui_only``: nothing else, for ``--ui-port``; / leads to /ui/)."""
     api = Api(state)
 
     def route(path: str, fn: Handler, methods: list[str]) -> Route:
         return Route(path, guarded(fn), methods=methods)
 
-    if legacy_poll_only:
+    if ui_only:
+        routes = [Route("/", _to_ui, methods=["GET"])]
+    elif legacy_poll_only:
         routes = [route("/{group}/{pid}", api.poll_legacy, ["GET"])]
     else:
         routes = [route("/ping", api.ping, ["GET"]), route("/poll/{group}/{pid}", api.poll, ["GET"]),
@@ -260,6 +301,8 @@ def create_app(state: AppState, *, token: str | None = None, legacy_poll_only: b
                   route("/v1/promises/{id:path}/watch", api.watch, ["GET"])]
         routes += [route(op.ROUTE, api.handler(op), [op.METHOD]) for op in OPS if op is not GetStatus]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    if token:
+    if token and not ui_only:  # ui_only: a redirect to /ui/, which checks the token itself
         app = TokenAuth(app, token)
+    if ui is not None and not legacy_poll_only:
+        app = _UiSplit(app, ui(state, token))
     return app

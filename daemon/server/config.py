@@ -80,6 +80,9 @@ class ServeConfig:
     tls_key: str | None = None
     # Completed workflows older than this are deleted by the scheduler, a batch at a time; None: never.
     retention_ms: int | None = DEFAULT_RETENTION_MS
+    # The browser UI's own listener (127.0.0.1 only: a browser cannot reach a Unix socket), token required.
+    ui_port: int | None = None
+    ui_read_only: bool = False  # the UI shows, never acts: no resolve, reject, cancel, retry or fork
 
     @property
     def tls(self) -> bool:
@@ -92,7 +95,7 @@ class ServeConfig:
 
     @property
     def needs_token(self) -> bool:
-        return self.http is not None or self.poll_port is not None
+        return self.http is not None or self.poll_port is not None or self.ui_port is not None
 
     @classmethod
     def resolve(cls, *, socket: str | None = None, db: str | None = None, durability: str | None = None,
@@ -102,6 +105,7 @@ class ServeConfig:
                 log_level: str | None = None, app: str | None = None, workers: int | str | None = None,
                 reload: bool | str | None = None, group: str | None = None,
                 tls_cert: str | None = None, tls_key: str | None = None, retention: str | None = None,
+                ui_port: int | str | None = None, ui_read_only: bool | str | None = None,
                 env: Mapping[str, str] | None = None) -> ServeConfig:
         """Each argument left None falls back to ``RESONATE_<NAME>`` in ``env`` (default os.environ)."""
         env = os.environ if env is None else env
@@ -138,6 +142,8 @@ class ServeConfig:
             raise errors.InvalidRequest("--tls-cert and --tls-key secure the TCP listeners: give --http "
                                         "(or --poll-port) too; the Unix socket needs no TLS")
         retention_text = pick(retention, "RETENTION")
+        ui = pick(ui_port, "UI_PORT")
+        read_only = pick(ui_read_only, "UI_READ_ONLY")
         return cls(
             socket=os.path.abspath(socket_path),
             db=os.path.abspath(str(pick(db, "DB") or default_db_path())),
@@ -157,6 +163,8 @@ class ServeConfig:
             tls_cert=os.path.abspath(str(cert)) if cert else None,
             tls_key=os.path.abspath(str(key)) if key else None,
             retention_ms=parse_retention(str(retention_text)) if retention_text is not None else DEFAULT_RETENTION_MS,
+            ui_port=_int(ui, "ui port", 1, 65535) if ui is not None else None,
+            ui_read_only=read_only is True or str(read_only).lower() in ("1", "true", "yes", "on"),
         )
 
 

@@ -35,7 +35,7 @@ from ..core.engine import Engine
 from ..errors import StartupError
 from ..paths import default_socket_path, socket_dir_problem
 from ..store import open_store
-from .api import AppState, create_app
+from .api import AppState, UiFactory, create_app
 from .config import ServeConfig
 from .dispatch import Dispatcher
 from .guard import TCP_BACKLOG, Budget, protocol_for, quiet_exception_handler, raise_nofile
@@ -176,10 +176,12 @@ def _uvicorn(app: Any, config: ServeConfig, budget: Budget, sock: socket.socket,
     return _Server(cfg)
 
 
-def serve(config: ServeConfig, *, ready: Any = None) -> int:
+def serve(config: ServeConfig, *, ready: Any = None, ui: UiFactory | None = None) -> int:
     """Run the daemon in the foreground until SIGINT/SIGTERM; returns the exit code.
 
-    ``ready`` (optional) is called with no arguments once every listener accepts connections.
+    ``ready`` (optional) is called with no arguments once every listener accepts connections. ``ui``
+    (optional; ``resonate serve`` passes ``resonate_ui.create_ui``) serves the browser UI under /ui on
+    every listener, and on ``config.ui_port`` (which needs it).
     Raises ``StartupError`` or ``errors.StoreLocked`` when it cannot start.
 
     Example::
@@ -190,6 +192,8 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
     """
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     check_tls(config)
+    if config.ui_port is not None and ui is None:
+        raise StartupError("--ui-port needs the UI: start the daemon with `resonate serve`")
     prepare_socket_path(config.socket)
     store = open_store(config.db, config.durability)
     sockets: list[socket.socket] = []
@@ -208,11 +212,15 @@ def serve(config: ServeConfig, *, ready: Any = None) -> int:
         unix = bind_unix(config.socket)
         unix_bound = True
         sockets.append(unix)
-        listeners.append((create_app(state), unix, False))
+        listeners.append((create_app(state, ui=ui), unix, False))
         if config.http is not None:
             tcp = bind_tcp(*config.http)
             sockets.append(tcp)
-            listeners.append((create_app(state, token=token), tcp, config.tls))
+            listeners.append((create_app(state, token=token, ui=ui), tcp, config.tls))
+        if config.ui_port is not None:  # this machine only, plain http: browsers on it reach loopback
+            browser = bind_tcp("127.0.0.1", config.ui_port)
+            sockets.append(browser)
+            listeners.append((create_app(state, token=token, ui=ui, ui_only=True), browser, False))
         if config.poll_port is not None:
             host = config.http[0] if config.http is not None else "127.0.0.1"
             poll = bind_tcp(host, config.poll_port)
@@ -284,6 +292,8 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket, bo
                 where.append(f"{scheme}://{config.http[0]}:{config.http[1]}")
             if config.poll_port is not None:
                 where.append(f"poll port {config.poll_port}" + (" (TLS)" if config.tls else ""))
+            if config.ui_port is not None:
+                where.append(f"ui http://127.0.0.1:{config.ui_port}/ui/")
             print(f"resonate daemon listening on {', '.join(where)} (db {config.db})", file=sys.stderr, flush=True)
             if ready is not None:
                 ready()
