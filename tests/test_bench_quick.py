@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_run_quick_only_ours() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run"), "--quick", "--only-ours", "--runs", "1",
-                           "--no-chart"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+                           "--no-chart"], capture_output=True, text=True, timeout=240, cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     rows = [json.loads(ln) for ln in lines]
     bad = [r for r in rows if r.get("ok") is not True]
@@ -24,5 +24,5 @@ def test_bench_run_quick_only_ours() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = {(r["bench_system"], r["workload"]) for r in rows}
     assert seen == {(s, w) for s in ("local-full", "local-normal", "daemon")
-                    for w in ("W1", "W2", "W3", "W4", "W5", "W6")}
+                    for w in ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")}
     assert "| W1 (µs/step) |" in proc.stderr

@@ -17,7 +17,7 @@ from conftest import Sink
 from resonate_daemon import errors
 from resonate_daemon.clock import ManualClock
 from resonate_daemon.core.engine import Engine
-from resonate_daemon.core.transitions import RESEND_AFTER_MS
+from resonate_daemon.core.transitions import LEASE_GRACE_MS, RESEND_AFTER_MS
 from resonate_daemon.protocol import (
     ClaimTask,
     CompletePromise,
@@ -113,7 +113,7 @@ def test_create_and_claim_at_once(engine: Engine, clock: ManualClock, sink: Sink
                                                                   tags={TAG_INVOKE: RECV}))
     assert created.task is not None
     assert (created.task.state, created.task.process_id, created.task.expires_at) == (CLAIMED, "p1",
-                                                                                       clock.now() + 5_000)
+                                                                                       clock.now() + 5_000 + LEASE_GRACE_MS)
     assert sink.take() == []  # the caller holds it; nobody else is told
 
 
@@ -125,7 +125,7 @@ def test_claim_needs_the_current_counter(engine: Engine, clock: ManualClock) -> 
     claimed = claim(engine, tid, 1, "p1", 1_000)
     assert claimed.task.type == "invoke" and claimed.root.id == "foo" and claimed.leaf is None
     t = claimed.task
-    assert (t.state, t.process_id, t.ttl, t.expires_at, t.attempt) == (CLAIMED, "p1", 1_000, clock.now() + 1_000, 1)
+    assert (t.state, t.process_id, t.ttl, t.expires_at, t.attempt) == (CLAIMED, "p1", 1_000, clock.now() + 1_000 + LEASE_GRACE_MS, 1)
     with pytest.raises(errors.TaskAlreadyClaimed) as info2:
         claim(engine, tid, 1, "p2", 1_000)
     assert info2.value.code == 40306
@@ -167,9 +167,9 @@ def test_heartbeat_extends_leases_and_a_lapsed_lease_is_redispatched(engine: Eng
     sink.take()
     clock.advance(800)
     assert engine.heartbeat(Heartbeat("p1")) == 1
-    assert task(engine, tid).expires_at == clock.now() + 1_000
+    assert task(engine, tid).expires_at == clock.now() + 1_000 + LEASE_GRACE_MS
     assert engine.heartbeat(Heartbeat("nobody")) == 0
-    clock.advance(300)  # p2's lease lapsed; p1's was extended
+    clock.advance(300 + LEASE_GRACE_MS)  # p2's lease (and its grace) lapsed; p1's was extended
     engine.tick()
     assert task(engine, tid).state == CLAIMED
     bar = task(engine, other)

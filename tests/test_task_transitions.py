@@ -25,6 +25,7 @@ from resonate_daemon.clock import ManualClock
 from resonate_daemon.core import engine as engine_module
 from resonate_daemon.core.engine import Engine
 from resonate_daemon.core.transitions import (
+    LEASE_GRACE_MS,
     RESEND_AFTER_MS,
     Beat,
     Claim,
@@ -62,11 +63,12 @@ from resonate_daemon.protocol.records import (
 
 T0 = 1_700_000_000_000  # ManualClock's start: every history begins here
 GAP, TTL, HOUR, RESEND = 1_000, 30_000, 3_600_000, RESEND_AFTER_MS
+LEASE = TTL + LEASE_GRACE_MS  # a claim or a beat holds the task this long
 ROOT, ID = "p", "__invoke:p"
 RECV, RECV2 = "poll://any@g/p1", "poll://any@g/p9"
 P1, P2 = "p1", "p2"  # P1: the process the task was sent to / claimed by; P2: another one
 # How long after T0 each start's request comes (a lapsed lease is due exactly at its expiry).
-ADV = {"none": GAP, "init": GAP, "enqueued": GAP, "enqueued-due": RESEND, "claimed": GAP, "lapsed": TTL,
+ADV = {"none": GAP, "init": GAP, "enqueued": GAP, "enqueued-due": RESEND, "claimed": GAP, "lapsed": LEASE,
        "completed": GAP}
 CODES: dict[type[errors.ResonateError], int] = {
     errors.TaskAlreadyClaimed: 40306, errors.TaskAlreadyCompleted: 40307, errors.InvalidCounter: 40308,
@@ -123,7 +125,7 @@ def rows() -> list[Row]:
         r("none", name, 404, NOT_FOUND, engine=name in by_id)
 
     s, now = "init", T0 + ADV["init"]
-    r(s, "claim", 201, None, Stored(CLAIMED, 1, P2, now + TTL))
+    r(s, "claim", 201, None, Stored(CLAIMED, 1, P2, now + LEASE))
     r(s, "claim/wrong-counter", 403, COUNTER)
     r(s, "claim/root-done", 403, DONE, Stored(COMPLETED, 1, None, 0))
     r(s, "finish", 403, NOT_CLAIMED)
@@ -143,7 +145,7 @@ def rows() -> list[Row]:
     for s in ("enqueued", "enqueued-due"):  # they differ only in whether the sweep expires the send
         now, due = T0 + ADV[s], s == "enqueued-due"
         back = Stored(INIT, 1, None, 0)  # sent again with the same counter
-        r(s, "claim", 201, None, Stored(CLAIMED, 1, P2, now + TTL))
+        r(s, "claim", 201, None, Stored(CLAIMED, 1, P2, now + LEASE))
         r(s, "claim/wrong-counter", 403, COUNTER)
         r(s, "claim/root-done", 403, DONE, Stored(COMPLETED, 1, None, T0 + RESEND))
         r(s, "finish", 403, NOT_CLAIMED)
@@ -166,18 +168,18 @@ def rows() -> list[Row]:
         r(s, "claim", 403, TAKEN)
         r(s, "claim/wrong-counter", 403, COUNTER)
         r(s, "claim/root-done", 403, TAKEN, engine=False)
-        r(s, "finish", 201, None, Stored(COMPLETED, 1, None, T0 + TTL), released=True)
+        r(s, "finish", 201, None, Stored(COMPLETED, 1, None, T0 + LEASE), released=True)
         r(s, "finish/wrong-counter", 403, COUNTER)
         r(s, "drop", 201, None, fenced, released=True)
         r(s, "drop/wrong-counter", 403, COUNTER)
-        r(s, "beat/holder", 200, None, Stored(CLAIMED, 1, P1, now + TTL))
+        r(s, "beat/holder", 200, None, Stored(CLAIMED, 1, P1, now + LEASE))
         r(s, "beat/other", 200)
         r(s, "sent", 200)
         r(s, "sent/stale", 200)
         r(s, "expire", 200, None, fenced if due else None, released=due)
         r(s, "release", 200, None, fenced, released=True)
         r(s, "requeue", 200)  # a claimed task keeps its lease over a daemon restart
-        r(s, "root-done", 200, None, Stored(COMPLETED, 1, None, T0 + TTL))
+        r(s, "root-done", 200, None, Stored(COMPLETED, 1, None, T0 + LEASE))
         r(s, "reopen", 200, engine=False)
 
     s = "completed"
@@ -204,7 +206,7 @@ def test_row_ids_are_unique_and_cover_every_state_and_request() -> None:
 def record(start: str, timeout: int = T0 + HOUR) -> Task | None:
     """The task as stored when ``start``'s request comes (``engine_setup`` builds the same)."""
     init = Task(ID, 1, ROOT, "invoke", INIT, RECV, timeout, T0)
-    claimed = replace(init, state=CLAIMED, process_id=P1, ttl=TTL, expires_at=T0 + TTL, attempt=1, claimed_on=T0,
+    claimed = replace(init, state=CLAIMED, process_id=P1, ttl=TTL, expires_at=T0 + LEASE, attempt=1, claimed_on=T0,
                       last_process_id=P1)
     return {
         "none": None, "init": init, "claimed": claimed, "lapsed": claimed,
@@ -372,7 +374,7 @@ def test_a_released_task_sends_the_roots_next_task(engine: Engine, clock: Manual
     assert resume is not None and resume.state == INIT
     assert sink.take() == []  # held back: the root's invoke task is out
     if how == "expire":
-        clock.advance(TTL)
+        clock.advance(LEASE)
     requests: dict[str, TaskRequest] = {"finish": Finish(1), "drop": Drop(1), "release": Release(),
                                         "expire": Expire(), "root-done": RootDone()}
     perform(engine, requests[how])

@@ -26,6 +26,7 @@ from daemon_proc import FAR, Daemon
 from resonate_daemon import errors
 from resonate_daemon import protocol as P
 from resonate_daemon.core.schedules import next_after
+from resonate_daemon.core.transitions import LEASE_GRACE_MS
 from resonate_daemon.protocol.records import EMPTY, Message, Task, Value
 
 from resonate.local import LocalTransport
@@ -271,7 +272,7 @@ def test_create_promise_and_task_claims_at_once(transport: Transport, u: str) ->
     assert (task.id, task.counter, task.root_promise_id, task.type, task.state, task.recv, task.process_id) == (
         f"__invoke:{u}r", 1, u + "r", "invoke", "CLAIMED", f"poll://any@{u}g", pid)
     assert (task.ttl, task.attempt, task.timeout, task.leaf_promise_id) == (30_000, 1, FAR, None)
-    assert task.expires_at == task.created_on + 30_000
+    assert task.expires_at == task.created_on + 30_000 + LEASE_GRACE_MS  # the lease, and its grace
     assert task_of(t, task.id) == task
     again = t.call(P.CreatePromiseAndTask(u + "r", FAR, pid, 30_000, tags=tags, idempotency_key="ik"))
     assert (again.status, again.promise, again.task) == (200, made.promise, None)

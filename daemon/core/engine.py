@@ -76,6 +76,7 @@ from ..store import Store
 from .retention import Retention
 from .schedules import Schedules
 from .transitions import (
+    LEASE_GRACE_MS,
     Beat,
     Claim,
     Complete,
@@ -297,7 +298,7 @@ class Engine(Schedules, Workflows, Retention):
         task = Task(id=f"__invoke:{id}", counter=1, root_promise_id=id, type="invoke", state=INIT, recv=target,
                     timeout=timeout, created_on=now, func=func, version=version)
         if claim is not None:
-            task = replace(task, state=CLAIMED, process_id=claim[0], ttl=claim[1], expires_at=after(now, claim[1]),
+            task = replace(task, state=CLAIMED, process_id=claim[0], ttl=claim[1], expires_at=after(now, claim[1] + LEASE_GRACE_MS),
                            attempt=1, claimed_on=now, last_process_id=claim[0])
             self._deadline(task.expires_at)
             self.store.insert_task(task)

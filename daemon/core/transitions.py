@@ -32,6 +32,10 @@ from ..protocol.records import (
 )
 
 RESEND_AFTER_MS = 60_000  # a task sent but not claimed within a minute is sent again
+# A lapsed lease is taken back this long after its ttl, not at the very millisecond: the legacy server
+# takes leases back in a periodic pass, so a heartbeat right after a short (even 0) ttl still finds the
+# task CLAIMED (its store tests count on it: claim with ttl 0, heartbeat at once, tasksAffected 1).
+LEASE_GRACE_MS = 250
 
 # -- promises -------------------------------------------------------------------------------------
 
@@ -241,7 +245,7 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
             return TaskVerdict(403, done, errors.TaskAlreadyCompleted(
                 f"task {task.id!r}: its promise is already completed"))
         case Claim(_, pid, ttl, _), _:
-            claimed = replace(task, state=CLAIMED, process_id=pid, ttl=ttl, expires_at=after(now, ttl),
+            claimed = replace(task, state=CLAIMED, process_id=pid, ttl=ttl, expires_at=after(now, ttl + LEASE_GRACE_MS),
                               attempt=task.attempt + 1, last_process_id=pid,
                               claimed_on=now if task.claimed_on is None else task.claimed_on)
             return TaskVerdict(201, claimed)
@@ -252,7 +256,7 @@ def task_transition(task: Task | None, request: TaskRequest, now: int) -> TaskVe
         case Drop(), _:
             return TaskVerdict(201, _back(task, bump=True), released=True)
         case Beat(pid), "CLAIMED" if pid == task.process_id:
-            return TaskVerdict(200, replace(task, expires_at=after(now, task.ttl)))
+            return TaskVerdict(200, replace(task, expires_at=after(now, task.ttl + LEASE_GRACE_MS)))
         case Sent(counter, pid), "INIT" if counter == task.counter:
             return TaskVerdict(200, replace(task, state=ENQUEUED, process_id=pid,
                                             expires_at=after(now, RESEND_AFTER_MS)))
