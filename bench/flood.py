@@ -14,23 +14,17 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from daemon_proc import Daemon, free_port  # noqa: E402
+from daemon_proc import Daemon, free_port, raw_ping, slowloris  # noqa: E402
 
 
 def ping(path: str) -> float:
-    t = time.perf_counter()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(path)
-        s.sendall(b"GET /ping HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    return (time.perf_counter() - t) * 1000
+    status, started, ended = raw_ping(path, timeout=10)
+    assert status == 200
+    return (ended - started) * 1000
 
 
 def run(connections: int, pings: int, flood: bool) -> dict[str, float]:
@@ -41,19 +35,7 @@ def run(connections: int, pings: int, flood: bool) -> dict[str, float]:
     socks = []
     try:
         if flood:
-            for _ in range(connections):
-                s = socket.socket()
-                s.setblocking(False)
-                try:
-                    s.connect(("127.0.0.1", port))
-                except BlockingIOError:
-                    pass
-                socks.append(s)
-            for s in socks:
-                try:
-                    s.send(b"GET /ping HTTP/1.1\r\nHost: r\r\nX-Slow: ")
-                except OSError:
-                    pass
+            socks = slowloris(port, connections)
         assert d.proc is not None
         fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
         times = sorted(ping(d.socket) for _ in range(pings))

@@ -7,7 +7,6 @@ SQLite), then: four full-scan searches back to back in one thread, pings back to
 """
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -16,17 +15,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 import test_search_off_loop as t  # noqa: E402
-from daemon_proc import Daemon  # noqa: E402
+from daemon_proc import Daemon, raw_ping  # noqa: E402
 
 
 def ping(path: str) -> float:
-    start = time.perf_counter()
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(120)
-        s.connect(path)
-        s.sendall(b"GET /ping HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
-        s.recv(4096)
-    return (time.perf_counter() - start) * 1000
+    status, started, ended = raw_ping(path, timeout=120)
+    assert status == 200
+    return (ended - started) * 1000
 
 
 def main() -> None:

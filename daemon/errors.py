@@ -236,6 +236,10 @@ class UntrustedDaemon(ResonateError):
     code = 50304
 
 
+# The store cannot take writes now and has said so once itself: retry loops catch these quietly.
+STORE_DOWN = (StoreGone, StoreFull, StoreCorrupt)
+
+
 # -- outcomes of durable executions (never on the wire as errors) --------------------------------
 
 class PromiseRejected(ResonateError):

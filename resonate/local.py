@@ -191,7 +191,7 @@ class LocalTransport:
             except Exception as exc:  # a store hiccup must not stop the timers; try again shortly
                 if self._stop.is_set():
                     return
-                if not isinstance(exc, (errors.StoreGone, errors.StoreFull, errors.StoreCorrupt)):
+                if not isinstance(exc, errors.STORE_DOWN):
                     log.exception("timer tick failed")  # those say so themselves, once
                 nxt = engine.clock.now() + RETRY_AFTER_MS
             engine.wake_at = nxt

@@ -150,3 +150,35 @@ class Stream:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def raw_ping(path: str, timeout: float = 5.0) -> tuple[int, float, float]:
+    """``GET /ping`` over the Unix socket on a fresh raw connection: (status, started, ended) on the
+    monotonic clock, bounded by ``timeout`` (for checks and benches that must not lean on httpx)."""
+    started = time.monotonic()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(b"GET /ping HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+        head = s.recv(4096)
+    return int(head.split(b" ", 2)[1]), started, time.monotonic()
+
+
+def slowloris(port: int, n: int) -> list[socket.socket]:
+    """``n`` TCP connections to 127.0.0.1:``port``, each sending a request that never ends. Connections
+    the daemon refuses (over its cap) or the kernel has not completed yet are kept too: a flood."""
+    flood: list[socket.socket] = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        flood.append(s)
+    for s in flood:
+        try:
+            s.send(b"GET /ping HTTP/1.1\r\nHost: r\r\nX-Slow: ")
+        except OSError:
+            pass
+    return flood

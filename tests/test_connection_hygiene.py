@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemon_proc import Daemon, Stream, free_port
+from daemon_proc import Daemon, Stream, free_port, raw_ping, slowloris
 from resonate_daemon.server.guard import Budget, quiet_exception_handler
 from typer.testing import CliRunner
 
@@ -52,13 +52,7 @@ def flooded_daemon() -> Iterator[Daemon]:
 
 
 def unix_ping(path: str, timeout: float = 5.0) -> int:
-    """Status of GET /ping over the Unix socket on a raw connection (bounded by ``timeout``)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(b"GET /ping HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
-        head = s.recv(4096)
-    return int(head.split(b" ", 2)[1])
+    return raw_ping(path, timeout)[0]
 
 
 def daemon_fds(d: Daemon) -> int:
@@ -76,19 +70,7 @@ def test_a_slowloris_flood_on_tcp_leaves_the_unix_socket_answering(flooded_daemo
     baseline = daemon_fds(flooded_daemon)
     flood: list[socket.socket] = []
     try:
-        for _ in range(1200):  # more connections than the daemon has descriptors
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
-            flood.append(s)
-        for s in flood:  # a request that never ends
-            try:
-                s.send(b"GET /ping HTTP/1.1\r\nHost: r\r\nX-Slow: ")
-            except OSError:
-                pass  # refused over the cap (reset) or not connected yet: both fine for a flood
+        flood = slowloris(port, 1200)  # more connections than the daemon has descriptors; requests never end
         answers = [unix_ping(flooded_daemon.socket) for _ in range(20)]
         assert answers == [200] * 20
         held = daemon_fds(flooded_daemon)
@@ -133,8 +115,8 @@ def test_the_budget_keeps_room_for_the_unix_socket() -> None:
     assert tcp == budget.tcp_cap == 576 and budget.refused == 2000 - 576
     unix = sum(budget.admit(tcp=False) for _ in range(2000))
     assert unix == budget.unix_cap - 576 and budget.open == budget.unix_cap == 960
-    budget.release(tcp=True)
-    assert not budget.admit(tcp=True) or budget.tcp == budget.tcp_cap  # room freed goes to whoever asks
+    budget.release(tcp=True)  # one TCP connection closes: its room goes to the next, and no further
+    assert budget.admit(tcp=True) and budget.tcp == budget.tcp_cap and not budget.admit(tcp=True)
 
 
 def test_a_repeated_loop_error_is_said_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:

@@ -10,7 +10,6 @@ start and finish inside a search's own time span, which a blocked loop cannot do
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import tempfile
 import threading
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from daemon_proc import Daemon
+from daemon_proc import Daemon, raw_ping
 from resonate_daemon.store import open_store
 from resonate_daemon.store.sqlite_schema import PromiseRow
 
@@ -84,16 +83,6 @@ def test_patterns_and_tags_find_exactly_what_they_match(big: Daemon) -> None:
     assert tagged == ["p-0499993", "p-0499983", "p-0499973"]
 
 
-def ping(path: str) -> tuple[float, float]:
-    start = time.monotonic()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(60)
-        s.connect(path)
-        s.sendall(b"GET /ping HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    return start, time.monotonic()
-
-
 def test_requests_are_answered_while_a_search_scans(big: Daemon) -> None:
     spans: list[tuple[float, float]] = []
     done = threading.Event()
@@ -112,7 +101,9 @@ def test_requests_are_answered_while_a_search_scans(big: Daemon) -> None:
     searcher.start()
     pings = []
     while not done.is_set():
-        pings.append(ping(big.socket))
+        status, started, ended = raw_ping(big.socket, timeout=60)
+        assert status == 200
+        pings.append((started, ended))
     searcher.join(timeout=120)
     assert len(spans) == 3
     inside = [p for p in pings if any(s <= p[0] and p[1] <= e for s, e in spans)]

@@ -30,6 +30,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .. import errors
 from ..paths import peer_uid, trusted_uid
 
 log = logging.getLogger("resonate.server")
@@ -83,9 +84,12 @@ class Budget:
 
 
 def _forbidden(message: str) -> bytes:
-    body = json.dumps({"error": {"code": 40311, "message": message}}).encode()
-    return (b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            b"content-length: %d\r\n\r\n" % len(body)) + body
+    """The whole HTTP answer for a refused peer, in the API's error shape (written before uvicorn sees it)."""
+    exc = errors.Forbidden(message)
+    body = json.dumps(exc.to_json()).encode()
+    head = (f"HTTP/1.1 {exc.status} Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            f"content-length: {len(body)}\r\n\r\n")
+    return head.encode() + body
 
 
 class GuardedH11Protocol(H11Protocol):

@@ -21,7 +21,6 @@ log = logging.getLogger("resonate.scheduler")
 
 IDLE_WAIT_S = 3600.0  # nothing scheduled: wait until a write wakes us
 RETRY_AFTER_MS = 1000  # a failed tick (a store hiccup) is tried again this much later
-STORE_DOWN = (errors.StoreGone, errors.StoreFull, errors.StoreCorrupt)
 MAX_GC_INTERVAL_S = 600.0  # a week's retention is checked every ten minutes: a day's deletes, in pieces
 MIN_GC_INTERVAL_S = 1.0
 
@@ -45,7 +44,7 @@ class Scheduler:
             self._wake.clear()
             try:
                 nxt = engine.tick()
-            except STORE_DOWN:  # the store says so itself, once: no traceback per retry
+            except errors.STORE_DOWN:  # the store says so itself, once: no traceback per retry
                 nxt = engine.clock.now() + RETRY_AFTER_MS
             except Exception:  # a store hiccup must not kill the scheduler; try again shortly
                 log.exception("scheduler tick failed")
@@ -71,7 +70,7 @@ class Scheduler:
                 for step in self.engine.gc_steps(retention_ms):
                     total = step
                     await asyncio.sleep(0)  # requests first: each batch is one short transaction
-            except STORE_DOWN:  # the store says so itself, once
+            except errors.STORE_DOWN:  # the store says so itself, once
                 continue
             except Exception:  # a store hiccup must not end retention; the next pass tries again
                 log.exception("retention pass failed")

@@ -40,6 +40,7 @@ from .sqlite_schema import (
     MIGRATIONS,
     MODELS,
     SCHEMA_VERSION,
+    SQLITE_FULL,
     TOPS,
     CallbackRow,
     FileLock,
@@ -79,7 +80,7 @@ class SqliteStore(Retention):
             try:
                 db.connect(reuse_if_open=True)
             except pw.DatabaseError as exc:  # not a database at all (its header), or damaged past opening
-                if "database or disk is full" in str(exc):  # not damage: replaying the WAL needs room
+                if SQLITE_FULL in str(exc):  # not damage: replaying the WAL needs room
                     raise errors.StoreFull(f"disk full: the database {self.location} cannot be opened until "
                                            "there is room (its write-ahead log is replayed at open)") from None
                 raise errors.StoreCorrupt(f"database {self.location!r} cannot be read: {exc}; restore it from a "

@@ -60,6 +60,7 @@ def _s(name: str) -> str:
 
 
 _log = logging.getLogger("resonate.store")
+SQLITE_FULL = "database or disk is full"  # SQLite's message for SQLITE_FULL
 _full_said_at = -1e9
 
 
@@ -71,7 +72,7 @@ def disk_full_as_store_full(where: str) -> Iterator[None]:
         yield
     except (pw.OperationalError, sqlite3.OperationalError) as exc:
         cause: BaseException | None = exc  # a failed COMMIT is followed by a failed ROLLBACK: look back
-        while cause is not None and "database or disk is full" not in str(cause):
+        while cause is not None and SQLITE_FULL not in str(cause):
             cause = cause.__context__
         if cause is None:
             raise
