@@ -17,7 +17,7 @@ from typing import TypeVar
 from resonate_daemon import errors
 from resonate_daemon.clock import Clock
 from resonate_daemon.core.engine import Engine
-from resonate_daemon.protocol import Op
+from resonate_daemon.protocol import CreateAndSubscribe, Created, Op
 from resonate_daemon.protocol.records import Message
 from resonate_daemon.store import open_store
 
@@ -64,6 +64,15 @@ class LocalTransport:
         return errors.StoreLocked(f"{self.path} is open read-only here: another process holds it (it runs "
                                   f"workflows on it), so {what} must wait until that process ends; or run a daemon "
                                   "(resonate serve) and let every process go through it")
+
+    def start_soon(self, op: CreateAndSubscribe, done: Callable[[Created | BaseException], None]) -> None:
+        """Here, now: no round trip to save."""
+        try:
+            created = self.call(op)
+        except Exception as exc:
+            done(exc)
+        else:
+            done(created)
 
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         if self.read_only and op.METHOD != "GET":  # type: ignore[attr-defined]

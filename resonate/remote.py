@@ -31,10 +31,11 @@ from typing import Any, TypeVar
 
 from resonate_daemon import errors
 from resonate_daemon.paths import default_socket_path, peer_uid, read_token_file, trusted_uid
-from resonate_daemon.protocol import Op
+from resonate_daemon.protocol import CreateAndSubscribe, Op
 from resonate_daemon.protocol.records import Message
 from resonate_daemon.protocol.wire import NOW_HEADER, fence_header, poll_path
 
+from .starts import Done, Starter
 from .transport import OnMessage
 
 log = logging.getLogger("resonate")
@@ -203,6 +204,8 @@ class RemoteTransport:
         self._stream: threading.Thread | None = None
         self._stream_conn: http.client.HTTPConnection | None = None
         self.connected = threading.Event()
+        self._starter: Starter | None = None  # made by the first start_soon
+        self._starter_lock = threading.Lock()
         # Until the daemon's first answer says its time, ours (epoch ms on the monotonic clock's pace).
         self._offset = time.time_ns() // 1_000_000 - time.monotonic_ns() // 1_000_000
 
@@ -220,7 +223,20 @@ class RemoteTransport:
             self._offset = int(value) - time.monotonic_ns() // 1_000_000
 
     # -- requests ---------------------------------------------------------------------------------
+    def start_soon(self, op: CreateAndSubscribe, done: Done) -> None:
+        """Send a start in the background, batched with the others queued (``starts.py``)."""
+        with self._starter_lock:
+            if self._starter is None:
+                self._starter = Starter(self._call)
+        self._starter.submit(op, done)
+
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
+        starter = self._starter
+        if starter is not None and starter.owes():  # no request overtakes the starts queued before it
+            starter.flush()
+        return self._call(op, fence)
+
+    def _call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         req = op.request()
         headers = {**self._headers, **req.headers}
         if fence is not None:
@@ -286,6 +302,8 @@ class RemoteTransport:
         return response.status, raw
 
     def close(self) -> None:
+        if self._starter is not None:
+            self._starter.flush()
         self._closing.set()
         conn = self._stream_conn
         if conn is not None and conn.sock is not None:

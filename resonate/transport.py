@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from resonate_daemon.protocol import Op
+from resonate_daemon.protocol import CreateAndSubscribe, Created, Op
 from resonate_daemon.protocol.records import Message
 
 R = TypeVar("R")
@@ -32,6 +32,11 @@ class Transport(Protocol):
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         """Carry out one operation; with ``fence`` (task id, counter), only if that task is still held at
         that counter (``TaskFenced`` otherwise), checked atomically with the operation."""
+        ...
+
+    def start_soon(self, op: CreateAndSubscribe, done: Callable[[Created | BaseException], None]) -> None:
+        """Carry out a start now or soon (a daemon: in the background, batched with others) and hand its
+        answer or error to ``done``; no later call of this transport overtakes it."""
         ...
 
     def connect(self, group: str, pid: str, on_message: OnMessage,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,6 +25,7 @@ from ..protocol.records import Address, Message, parse_address
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
+    from .batch import Batcher
 
 log = logging.getLogger("resonate.dispatch")
 
@@ -81,14 +83,17 @@ class Dispatcher:
     def __init__(self, ping_interval_s: float = 15.0) -> None:
         self.ping_interval_s = ping_interval_s
         self.engine: Engine | None = None
+        self.batch: Batcher | None = None
         self.shutting_down = False
         self._groups: dict[str, list[Connection]] = {}
         self._next: dict[str, int] = {}
         self._assigned: dict[tuple[str, int], Connection] = {}  # which stream each task went to
 
-    def attach(self, engine: Engine) -> None:
-        """The engine is built with ``sink=dispatcher.sink``, so it is attached afterwards."""
+    def attach(self, engine: Engine, batch: Batcher) -> None:
+        """The engine is built with ``sink=dispatcher.sink``, so it is attached afterwards, with the group
+        commit its calls from here go through."""
         self.engine = engine
+        self.batch = batch
 
     # -- routing ----------------------------------------------------------------------------------
     def sink(self, messages: list[Message]) -> None:
@@ -239,8 +244,8 @@ class PushStream:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         dispatcher = self.dispatcher
-        engine = dispatcher.engine
-        assert engine is not None
+        engine, batch = dispatcher.engine, dispatcher.batch
+        assert engine is not None and batch is not None
         if dispatcher.shutting_down:  # a worker reconnecting in the instant before the listener closes
             await _error(send, 503, "the daemon is shutting down")
             return
@@ -251,13 +256,13 @@ class PushStream:
                 (b"x-accel-buffering", b"no")]})
             # A comment first: clients see the stream is up before any message exists.
             await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
-            backlog = engine.dispatchable()
+            backlog = await batch.call(engine.dispatchable)
             for msg in backlog:
                 if dispatcher.wants(conn, msg) and dispatcher.take(conn, msg):
                     conn.queue.put_nowait(msg)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_disconnect, receive, tg.cancel_scope)
-                await self._pump(conn, send, engine)
+                await self._pump(conn, send, engine, batch)
                 tg.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the peer went away mid-write
@@ -266,14 +271,11 @@ class PushStream:
             leftovers, last = dispatcher.disconnect(conn)
             with anyio.CancelScope(shield=True):
                 if last and self.release_on_close and not dispatcher.shutting_down:
-                    try:
-                        engine.release_process(self.pid)
-                    except Exception:
-                        log.exception("releasing the tasks of %s failed", self.pid)
+                    batch.post(partial(engine.release_process, self.pid), f"releasing the tasks of {self.pid}")
                 for msg in leftovers:
                     dispatcher.route(msg)
 
-    async def _pump(self, conn: Connection, send: Any, engine: Engine) -> None:
+    async def _pump(self, conn: Connection, send: Any, engine: Engine, batch: Batcher) -> None:
         while True:
             try:
                 with anyio.fail_after(self.dispatcher.ping_interval_s):
@@ -288,11 +290,9 @@ class PushStream:
                 continue
             line = "data: " + json.dumps(msg.to_json(), separators=(",", ":")) + "\n\n"
             await send({"type": "http.response.body", "body": line.encode(), "more_body": True})
-            if task is not None:
-                try:
-                    engine.mark_sent(task.id, task.counter, conn.pid)  # no fsync: cheap enough for the loop
-                except Exception:  # the task stays INIT and is sent again; the stream lives on
-                    log.exception("marking task %s sent failed", task.id)
+            if task is not None:  # in the next batch, before the claim this push brings (it queues after)
+                # a failure leaves the task INIT, to be sent again; the stream lives on
+                batch.post(partial(engine.mark_sent, task.id, task.counter, conn.pid), f"marking task {task.id} sent")
 
 
 async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:

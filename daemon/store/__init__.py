@@ -8,6 +8,7 @@ transport's lock) serialises every call. Every write happens inside ``transactio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -29,6 +30,21 @@ class Store(Protocol):
     def transaction(self, durable: bool = True) -> AbstractContextManager[None]:
         """One write transaction. ``durable=False`` may skip the flush to disk for a write whose loss on
         power failure is harmless; commits stay in order."""
+        ...
+
+    @property
+    def slow_commit(self) -> bool:
+        """Whether a commit waits for the disk, so that a caller on an event loop should run it elsewhere."""
+        ...
+
+    def begin_batch(self) -> None:
+        """Group commit: open one write transaction that every ``transaction()`` until ``end_batch`` joins,
+        each as a savepoint (a failed one is undone alone)."""
+        ...
+
+    def end_batch(self) -> Callable[[], None]:
+        """Close the batch; returns the function that commits it, to run on any thread. Until it returns,
+        ``transaction()`` waits for it."""
         ...
 
     def problem(self) -> str | None:
