@@ -117,7 +117,7 @@ class LocalTransport:
             handler(m)
 
     def connect(self, group: str, pid: str, on_message: OnMessage,
-                functions: dict[str, list[int]] | None = None) -> None:
+                functions: dict[str, list[int]] | None = None, lease_ms: int | None = None) -> None:
         if self.read_only:
             raise self._refuse("running functions")
         # One process: every message is ours, whatever it is addressed to (the runtime leaves alone a

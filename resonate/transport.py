@@ -40,9 +40,10 @@ class Transport(Protocol):
         ...
 
     def connect(self, group: str, pid: str, on_message: OnMessage,
-                functions: dict[str, list[int]] | None = None) -> None:
+                functions: dict[str, list[int]] | None = None, lease_ms: int | None = None) -> None:
         """Receive the messages for ``group``/``pid`` (tasks, notifications) until ``close``; a daemon
-        sends only tasks of the ``functions`` announced (name -> versions; None: any)."""
+        sends only tasks of the ``functions`` announced (name -> versions; None: any), and with
+        ``lease_ms`` sends them claimed for ``pid`` (``Message.claimed``; a transport may ignore it)."""
         ...
 
     def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:

@@ -56,7 +56,7 @@ class EngineTransport:
             done(created)
 
     def connect(self, group: str, pid: str, on_message: Callable[[Message], None],
-                functions: dict[str, list[int]] | None = None) -> None:
+                functions: dict[str, list[int]] | None = None, lease_ms: int | None = None) -> None:
         raise NotImplementedError("the UI takes no tasks")
 
     def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:

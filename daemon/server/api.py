@@ -33,7 +33,7 @@ from ..core.engine import Engine
 from ..protocol import OPS, CollectGarbage, GetPromise, GetStatus, Incoming, Op, SearchPromises
 from ..protocol.records import Promise, decode_cursor, encode_cursor, parse_address
 from ..protocol.results import Collected, Page, Status
-from ..protocol.wire import FENCE_HEADER, NOW_HEADER, parse_fence, poll_functions
+from ..protocol.wire import FENCE_HEADER, NOW_HEADER, parse_fence, poll_functions, poll_lease
 from ..store.search import Reader
 from .batch import Batcher, collect
 from .config import ServeConfig
@@ -156,8 +156,11 @@ class Api:
         for what, value in (("group", group), ("process id", pid)):
             if not value or len(value) > 1024 or any(ord(c) < 32 for c in value):
                 raise errors.InvalidRequest(f"invalid {what} {value!r}")
-        functions = poll_functions(Incoming(query=request.query_params.multi_items()))
-        return PushStream(self.dispatcher, group, pid, release_on_close=release_on_close, functions=functions)
+        incoming = Incoming(query=request.query_params.multi_items())
+        functions = poll_functions(incoming)
+        lease = poll_lease(incoming) if release_on_close else None
+        return PushStream(self.dispatcher, group, pid, release_on_close=release_on_close, functions=functions,
+                          lease_ms=lease)
 
 
 def _fenced(engine: Engine, op: Op[Any], fence: tuple[str, int] | None) -> Any:
