@@ -271,6 +271,8 @@ def w4(n: int, store: Path) -> dict[str, Any]:
 def w7(n: int, store: Path) -> dict[str, Any]:
     """n workflows of three steps, started one after another by this client (as a user's loop of
     begin_rpc would), run by two workers; from the first start to the last result."""
+    # 2 workers of 8 threads each: 16 executions at once, as DBOS's queue (worker concurrency 16)
+    os.environ.setdefault("BENCH_WORKER_THREADS", "8")
     s = Daemon(store, workers=2) if MODE == "daemon" else Local(store)
     try:
         t0 = time.perf_counter()
@@ -396,8 +398,8 @@ def peer() -> common.Peer:
     if MODE == "daemon":
         return common.Peer(
             system=f"resonate-daemon-{DURABILITY}",
-            note="this repo through its daemon: Unix socket, 1 worker process (W6: 2), client in "
-                 "the measuring process",
+            note="this repo through its daemon: Unix socket, 1 worker process (W6: 2; W7: 2 of 8 threads), "
+                 "client in the measuring process",
             durability=_durability, workloads={"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8},
             w6_child=w6_child, w6_parent=w6_daemon,
             notes={"W6": ["restart_s: from SIGKILL of the worker to the client holding the result; "

@@ -88,6 +88,18 @@ class Suspended:
 
 
 @dataclass
+class Parked:
+    """The execution waits only on sleeps that end within ``PARK_MS``: it keeps its task and stays in
+    memory, and the runtime calls ``Execution.wake`` at ``at`` (the daemon's clock, ms). No request: a
+    suspension and a resume cost three, and a wake-up then waits for the daemon's timer and a push."""
+
+    at: int
+
+
+PARK_MS = 60_000  # a sleep ending sooner waits in the worker (remote mode); a longer one suspends
+
+
+@dataclass
 class StepRun:
     """One plain step being carried out: who waits for it, and how its outcome is stored."""
 
@@ -141,9 +153,10 @@ class Execution:
         self.timers = retry.timers_by_step(self.recorded.values())  # retry timers, by step
         self.retrying: dict[str, StepRun] = {}  # a pending retry timer -> the step it wakes
         self.local_frames: dict[str, Frame] = {}  # durable generator frames still running, by id
+        self.sleeps: dict[str, int] = {}  # pending sleep promises -> when they end (their timeout)
 
     # -- entry ------------------------------------------------------------------------------------
-    def run(self) -> Outcome | Suspended:
+    def run(self) -> Outcome | Suspended | Parked:
         """Raises NotRegistered when this process lacks the function: never a rejection for that (the
         runtime gives the task back for a worker that has it)."""
         try:
@@ -174,6 +187,19 @@ class Execution:
         except _Canceled:
             return self.stop_canceled()
 
+    def wake(self) -> Outcome | Suspended | Parked:
+        """Parked until a sleep's end: the sleeps that ended are over (their promises resolve at their
+        deadline: the store times them out so, lazily), and the execution drives on. No request: a wake
+        is on time however busy the daemon is. The sleep's promise is not read, so completing it by hand
+        does not end a parked sleep early (a suspended one, over PARK_MS, does wake on it)."""
+        now = self.t.now()
+        try:
+            for id in [id for id, at in self.sleeps.items() if at <= now]:
+                self.settle(id, (True, None))
+            return self.drive()
+        except _Canceled:
+            return self.stop_canceled()
+
     def stop_canceled(self) -> Outcome:
         """The root was canceled under us: complete the task and drop the execution; write nothing."""
         log.info("execution %s was canceled; stopping it", self.root.id)
@@ -186,7 +212,7 @@ class Execution:
         except ResonateError as exc:  # fenced out or already done: someone else carries on
             log.debug("complete task %s: %s", self.task.id, exc)
 
-    def drive(self) -> Outcome | Suspended:
+    def drive(self) -> Outcome | Suspended | Parked:
         while True:
             while self.runnable:
                 self.step(self.runnable.popleft())
@@ -198,6 +224,11 @@ class Execution:
             # A local frame with a timeout earlier than the root's: its timing out must wake us too.
             waiting += [pid for pid in self.waiters if pid in self.local_frames
                         and self.local_frames[pid].timeout < self.root.timeout]
+            if waiting and not self.t.in_process and all(pid in self.sleeps for pid in waiting):
+                at = min(self.sleeps[pid] for pid in waiting)
+                if at - self.t.now() <= PARK_MS:
+                    self.t.flush()  # what ran before the sleep is durable before we wait
+                    return Parked(max(at, self.t.now() + 5))
             # One request: the deferred settles, a callback per promise we wait on, the task's completion.
             callbacks = tuple(CreateCallback(pid, self.root.id, self.root.timeout, self.recv) for pid in waiting)
             try:
@@ -279,6 +310,7 @@ class Execution:
                 timeout = self.t.now() + int(call.opts.timeout * 1000)
         elif call.kind == SLEEP:
             timeout = self.t.now() + int(call.secs * 1000)
+
             tags.update({TAG_TIMEOUT: "true", TAG_ROOT: self.root.id, TAG_PARENT: frame.id, TAG_FUNC: "sleep"})
         elif call.kind == PROMISE:
             param = codec.encode(call.data)
@@ -287,6 +319,8 @@ class Execution:
         self.check_replay(created.promise, call, frame.id)
         if created.promise.pending:
             self.remote.add(id)
+            if call.kind == SLEEP:
+                self.sleeps[id] = created.promise.timeout
         else:
             self.known[id] = codec.outcome(created.promise.state, created.promise.value, id)
         self.deliver(frame, call)
@@ -480,6 +514,7 @@ class Execution:
             self.waiters.setdefault(id, []).append(frame)
 
     def settle(self, id: str, outcome: Outcome) -> None:
+        self.sleeps.pop(id, None)
         if self.timer_fired(id, outcome):
             return
         self.known[id] = outcome

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from resonate_daemon.protocol import ClaimTask, CreateSubscription, DropTask, GetPromise, Heartbeat
@@ -20,13 +21,15 @@ from resonate_daemon.protocol.results import Claimed, Running
 
 from . import codec
 from .errors import NotRegistered, ResonateError, TaskFenced
-from .execution import Execution, Suspended
+from .execution import Execution, Outcome, Parked, Suspended
 from .lease import Lease
+from .parking import Parker
 from .registry import Registry
 from .transport import Transport
 
 log = logging.getLogger("resonate")
 
+WAKE_THREADS = 16  # parked executions waking at once; they mostly wait on the daemon's answer
 SHOW_RUNNING_AFTER_S = 1.0  # a step running this long is reported to the store (tree, steps)
 
 
@@ -48,12 +51,16 @@ class Runtime:
         self.running: dict[str, Running] = {}  # the steps executing here now, by id (for the heartbeat)
         self.stopping = threading.Event()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # Parked executions wake on threads of their own: behind a backlog of new tasks in the main pool,
+        # a sleep would end late by however long that backlog takes.
+        self._wake_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._futures: dict[str, concurrent.futures.Future[Any]] = {}
         self._held: dict[str, Task] = {}
         self._idle = threading.Condition(self._lock)
         self._heartbeat: threading.Thread | None = None
         self._started = False
+        self._parker = Parker(transport.now, self.stopping, self._submit_wake)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -63,6 +70,7 @@ class Runtime:
             self._started = True
             self.stopping.clear()
             self._pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="resonate-worker")
+            self._wake_pool = concurrent.futures.ThreadPoolExecutor(WAKE_THREADS, thread_name_prefix="resonate-wake")
         self._heartbeat = threading.Thread(target=self._beat, name="resonate-heartbeat", daemon=True)
         self._heartbeat.start()
         try:
@@ -80,10 +88,16 @@ class Runtime:
                 return
             self._started = False
         self.stopping.set()
+        for execution in self._parker.drain():  # their tasks go back when the stream closes
+            with self._lock:
+                self._held.pop(execution.task.id, None)
+                if not self._held:
+                    self._idle.notify_all()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._pool, self._wake_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         self.transport.close()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -142,6 +156,18 @@ class Runtime:
             except RuntimeError:  # pool shut down while stopping
                 pass
 
+    def _submit_wake(self, execution: Execution) -> None:
+        pool = self._wake_pool
+        try:
+            if pool is None:
+                raise RuntimeError("stopped")
+            pool.submit(self._wake, execution)
+        except RuntimeError:  # stopping: the task goes back when the stream closes
+            with self._lock:
+                self._held.pop(execution.task.id, None)
+                if not self._held:
+                    self._idle.notify_all()
+
     def _run_claimed(self, claimed: Claimed) -> None:
         task = claimed.task
         if self._pool is None or self.stopping.is_set() or (
@@ -178,10 +204,24 @@ class Runtime:
         task = claimed.task
         with self._lock:
             self._held[task.id] = task
+        execution = Execution(self.transport, self.registry, self.dependencies, claimed, self.recv,
+                              self.stopping, self.worker, self.running, self.lease)
+        self._carry(execution, execution.run)
+
+    def _wake(self, execution: Execution) -> None:
+        self._carry(execution, execution.wake)
+
+    def _carry(self, execution: Execution, step: Callable[[], Outcome | Suspended | Parked]) -> None:
+        """Run an execution until it ends, suspends or parks, and act on which."""
+        task = execution.task
+        parked = False
         try:
-            result = Execution(self.transport, self.registry, self.dependencies, claimed, self.recv,
-                               self.stopping, self.worker, self.running, self.lease).run()
-            if isinstance(result, Suspended):
+            result = step()
+            if isinstance(result, Parked):
+                parked = self._parker.park(result.at, execution)
+                if not parked:  # stopping: the stream's close gives the task back
+                    return
+            elif isinstance(result, Suspended):
                 self.suspended(task.root_promise_id)
             else:
                 self.settle_handles(task.root_promise_id, result)
@@ -202,10 +242,11 @@ class Runtime:
             except Exception:
                 pass
         finally:
-            with self._lock:
-                self._held.pop(task.id, None)
-                if not self._held:
-                    self._idle.notify_all()
+            if not parked:
+                with self._lock:
+                    self._held.pop(task.id, None)
+                    if not self._held:
+                        self._idle.notify_all()
 
     # -- handles ----------------------------------------------------------------------------------
     def future(self, id: str) -> tuple[concurrent.futures.Future[Any], bool]:

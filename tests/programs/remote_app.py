@@ -40,6 +40,14 @@ def steps(ctx: Context, n: int, side: str, pause: float = 0.04):
 
 
 @resonate.register
+def napper(ctx: Context, secs: float, side: str):
+    first = yield ctx.run(work, 0, side, 0.0)
+    yield ctx.sleep(secs)  # a short sleep: it waits in this worker (parked), holding the task
+    second = yield ctx.run(work, 1, side, 0.0)
+    return [first, second]
+
+
+@resonate.register
 def factorial(ctx: Context, n: int):
     if n <= 1:
         return 1
