@@ -69,6 +69,7 @@ from ..protocol.results import (
     TaskResult,
 )
 from ..store import Store
+from .connections import Connections
 from .retention import Retention
 from .schedules import Schedules
 from .transitions import (
@@ -82,10 +83,7 @@ from .transitions import (
     Finish,
     PromiseRequest,
     Read,
-    Release,
-    Requeue,
     RootDone,
-    Sent,
     TaskRequest,
     TaskVerdict,
     Verdict,
@@ -98,7 +96,6 @@ from .workflows import MAX_GRAPH, Workflows
 T = TypeVar("T")
 
 SWEEP_BATCH = 500  # timeouts and lapsed leases handled per tick; the next tick comes at once for the rest
-BACKLOG_LIMIT = 1000  # INIT tasks looked at when a worker connects
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +114,7 @@ class _Fail:
     error: errors.ResonateError
 
 
-class Engine(Schedules, Workflows, Retention):
+class Engine(Connections, Schedules, Workflows, Retention):
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  sink: Callable[[list[Message]], None] | None = None) -> None:
         self.store = store
@@ -125,6 +122,9 @@ class Engine(Schedules, Workflows, Retention):
         self.sink = sink
         self._outbox: list[Message] = []
         self._held: list[Effects] | None = None
+        # The daemon's dispatcher: which worker (process id, lease) takes a task about to go out claimed,
+        # or None (nobody now, or one that claims for itself). Local mode has none.
+        self.router: Callable[[Message], tuple[str, int] | None] | None = None
         # The scheduler sets ``wake`` and ``wake_at``; a write that makes a deadline earlier than
         # ``wake_at`` calls ``wake`` so the scheduler never sleeps past it.
         self.wake: Callable[[], None] | None = None
@@ -273,10 +273,13 @@ class Engine(Schedules, Workflows, Retention):
         return verdict
 
     def _dispatch_root(self, root_id: str) -> None:
-        """Send the oldest INIT task of a root, unless one of its tasks is already out."""
+        """Send the oldest INIT task of a root, unless one of its tasks is already out; claimed in this
+        transaction for the worker the ``router`` picks, if it picks one (``Connections.claimed_for``)."""
         tasks = self.store.tasks_of_root(root_id)
         if tasks and all(t.state == INIT for t in tasks):
-            self._outbox.append(Message(tasks[0].type, tasks[0].recv, task=tasks[0]))
+            msg = Message(tasks[0].type, tasks[0].recv, task=tasks[0])
+            holder = self.router(msg) if self.router is not None else None
+            self._outbox.append(self.claimed_for(msg, *holder) if holder is not None else msg)
 
     def _resume(self, cb: Callback, leaf: Promise, now: int) -> None:
         root = self.store.get_promise(cb.root_promise_id)
@@ -519,48 +522,6 @@ class Engine(Schedules, Workflows, Retention):
 
     def search_tasks(self, op: SearchTasks) -> list[Task]:
         return self.store.search_tasks(op.states, op.limit)
-
-    # -- the worker connections' side (the daemon's dispatcher, the local transport) ----------------
-    def mark_sent(self, task_id: str, counter: int, process_id: str) -> None:
-        """The dispatcher pushed this task to ``process_id``: ENQUEUED until claimed or a minute passes.
-        Not fsynced: a daemon restart turns every ENQUEUED task back to INIT anyway (``requeue_sent``)."""
-
-        def run(now: int) -> None:
-            task = self.store.get_task(task_id)
-            if task is not None:
-                self._task(task, Sent(counter, process_id), now)
-
-        self._run(run, durable=False)
-
-    def release_process(self, process_id: str) -> int:
-        """A worker's connection closed: its claimed tasks go back (counter+1), its sent ones are resent."""
-        self.running.pop(process_id, None)
-        return self._run(lambda now: self._each(self.store.tasks_of_process(process_id, OUT_STATES), Release(), now))
-
-    def release_all(self) -> int:
-        """Every claimed or sent task back (claimed ones counter+1): for a process that owns the store
-        alone (local mode on a file), every holder found at open is a dead process."""
-        return self._run(lambda now: self._each(self.store.tasks_in_states(OUT_STATES), Release(), now))
-
-    def requeue_sent(self) -> int:
-        """At daemon start: tasks sent before a crash may never have arrived, so they go back to INIT at
-        once, to be sent on connect. Claimed tasks keep their leases: their workers may still run."""
-        return self._run(lambda now: self._each(self.store.tasks_in_states((ENQUEUED,)), Requeue(), now))
-
-    def _each(self, tasks: list[Task], request: TaskRequest, now: int) -> int:
-        return sum(self._task(t, request, now).task is not None for t in tasks)
-
-    def dispatchable(self) -> list[Message]:
-        """Messages for every INIT task that may go out now (sent when a worker connects)."""
-        out: list[Message] = []
-        seen: set[str] = set()
-        for task in self.store.init_tasks(BACKLOG_LIMIT):
-            if task.root_promise_id in seen:
-                continue
-            seen.add(task.root_promise_id)
-            if not any(t.state in OUT_STATES for t in self.store.tasks_of_root(task.root_promise_id)):
-                out.append(Message(task.type, task.recv, task=task))
-        return out
 
     # -- time -------------------------------------------------------------------------------------
     def tick(self) -> int | None:

@@ -41,10 +41,12 @@ class Connection:
     """One live push stream: a worker process ``pid`` of ``group``, and the functions it announced
     (``None``: it announced none, like an official 0.6.x worker, and is sent every task)."""
 
-    def __init__(self, group: str, pid: str, functions: dict[str, frozenset[int]] | None = None) -> None:
+    def __init__(self, group: str, pid: str, functions: dict[str, frozenset[int]] | None = None,
+                 lease_ms: int | None = None) -> None:
         self.group = group
         self.pid = pid
         self.functions = functions
+        self.lease_ms = lease_ms  # ours: its tasks go out claimed for it, with this lease
         self.queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self.closed = False
         self._sent: dict[tuple[str, int], None] = {}  # insertion-ordered set
@@ -95,11 +97,33 @@ class Dispatcher:
         commit its calls from here go through."""
         self.engine = engine
         self.batch = batch
+        engine.router = self.choose
 
     # -- routing ----------------------------------------------------------------------------------
     def sink(self, messages: list[Message]) -> None:
         for msg in messages:
             self.route(msg)
+
+    def choose(self, msg: Message) -> tuple[str, int] | None:
+        """For the engine, inside the transaction that lets ``msg``'s task go out: the (process id, lease)
+        it is claimed for, when routing picks a stream that gave a lease; None otherwise (nobody can take
+        it now, or an official worker, which claims for itself: the message goes out unclaimed)."""
+        try:
+            addr = parse_address(msg.recv)
+        except ValueError:
+            return None
+        conns = [c for c in self._groups.get(addr.group, ()) if c.can_run(msg) and c.lease_ms is not None]
+        if not conns or msg.task is None:
+            return None
+        if addr.pid is not None:
+            exact = [c for c in conns if c.pid == addr.pid]
+            if exact:
+                return exact[-1].pid, exact[-1].lease_ms  # type: ignore[return-value]
+            if addr.mode == "uni" or any(c.pid == addr.pid for c in self._groups.get(addr.group, ())):
+                return None  # its own process is connected but claims for itself: route() sends it there
+        i = self._next.get(addr.group, 0) % len(conns)
+        self._next[addr.group] = i + 1
+        return conns[i].pid, conns[i].lease_ms  # type: ignore[return-value]
 
     def route(self, msg: Message) -> Connection | None:
         try:
@@ -107,6 +131,14 @@ class Dispatcher:
         except ValueError:
             log.warning("dropping a %s message with an invalid address %r", msg.type, msg.recv)
             return None
+        if msg.claimed is not None:  # claimed for one process: to its stream, or (gone) its release frees it
+            holder = msg.claimed.task.process_id
+            conns = [c for c in self._groups.get(addr.group, ()) if c.pid == holder]
+            if not conns:
+                log.debug("task %s was claimed for %s, whose stream closed", msg.claimed.task.id, holder)
+                return None
+            conns[-1].push(msg)
+            return conns[-1]
         target = self._pick(addr, msg)
         if target is not None and msg.task is not None:
             self._assign(msg.task.id, msg.task.counter, target)
@@ -166,11 +198,12 @@ class Dispatcher:
         return not any(c.pid == addr.pid and c.can_run(msg) for c in self._groups.get(addr.group, ()))
 
     # -- registry ---------------------------------------------------------------------------------
-    def connect(self, group: str, pid: str, functions: dict[str, frozenset[int]] | None = None) -> Connection:
+    def connect(self, group: str, pid: str, functions: dict[str, frozenset[int]] | None = None,
+                lease_ms: int | None = None) -> Connection:
         """Register a new stream. An older stream of the same (group, pid) is closed: only the newest
         gets messages (the legacy server's ``connections.add``; an official 0.6.x poller does not close
         its socket when it stops, and messages must not go to a dead stream)."""
-        conn = Connection(group, pid, functions)
+        conn = Connection(group, pid, functions, lease_ms)
         conns = self._groups.setdefault(group, [])
         for old in [c for c in conns if c.pid == pid]:
             conns.remove(old)
@@ -254,7 +287,7 @@ class PushStream:
         if dispatcher.shutting_down:  # a worker reconnecting in the instant before the listener closes
             await _error(send, 503, "the daemon is shutting down")
             return
-        conn = dispatcher.connect(self.group, self.pid, self.functions)
+        conn = dispatcher.connect(self.group, self.pid, self.functions, self.lease_ms)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -316,13 +349,17 @@ class PushStream:
         assert self.lease_ms is not None
         claims = [ClaimTask(m.task.id, m.task.counter, conn.pid, self.lease_ms, graph=True) if m.task else None
                   for m in msgs]
+        claims = [None if m.claimed is not None else c for m, c in zip(msgs, claims, strict=True)]
         answers = await asyncio.gather(*(batch.call(partial(engine.claim_task, c)) for c in claims if c),
                                        return_exceptions=True)
         out: list[tuple[Message, str]] = []
         it = iter(answers)
         for m, claim in zip(msgs, claims, strict=True):
             obj = m.to_json()
-            if claim is not None:
+            if m.claimed is not None and m.task is not None:  # claimed as it went out (Engine.claimed_for)
+                body = ClaimTask(m.task.id, m.task.counter, conn.pid, self.lease_ms, graph=True).respond(m.claimed)[1]
+                obj["claimed"] = {**body, "now": engine.clock.now()}
+            elif claim is not None:
                 answer = next(it)
                 if isinstance(answer, BaseException):
                     log.debug("not sending task %s: %s", claim.id, answer)
