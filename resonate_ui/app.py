@@ -26,12 +26,12 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from resonate.history import Step, steps_of
 from resonate.promises import Promises, Workflows
+from resonate.render import duration, error_of, invocation, is_human_wait, json_problem, value_text, when
 from resonate.schedules import Schedules
-from resonate_cli.history import Step, steps_of
-from resonate_cli.render import duration, error_of, is_human_wait, when
 
-from .web import COOKIE, EngineTransport, Guard, check_json, invocation, read_form, safe_back, value_text
+from .web import COOKIE, EngineTransport, Guard, read_form, safe_back
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = 50  # workflows a page
@@ -210,7 +210,7 @@ class Ui:
 
     def _do(self, action: str, id: str, field: dict[str, str]) -> str:
         if action in ("resolve", "reject"):
-            problem = check_json(field["data"])
+            problem = json_problem(field["data"])
             if problem is not None:
                 raise ValueError(f"the data is {problem}")
             data = field["data"].strip() or None

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from resonate_daemon.core.engine import Engine
 from resonate_daemon.protocol import Op
-from resonate_daemon.protocol.records import Message, Promise, Value
+from resonate_daemon.protocol.records import Message
 from resonate_daemon.server.api import token_ok
 from starlette.requests import Request
-
-from resonate import codec
 
 R = TypeVar("R")
 COOKIE = "resonate_ui"
@@ -93,42 +90,6 @@ class Guard:
         if not hmac.compare_digest(form_csrf.encode(), self.csrf.encode()):
             return "the form's CSRF token is missing or stale (reload the page)"
         return None
-
-
-# -- values as people read them -----------------------------------------------------------------
-
-def value_text(value: Value) -> str:
-    """A stored value as indented JSON text (what the data holds; typed values keep their tags)."""
-    if value.data is None:
-        return ""
-    data = value.json()
-    if isinstance(data, str):
-        return data
-    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
-
-
-def invocation(p: Promise) -> tuple[str, str]:
-    """The function an invoked promise runs and its arguments as JSON text."""
-    try:
-        func, args, kwargs, _ = codec.decode_param(p.param)
-    except Exception:
-        return p.tags.get("resonate:func", ""), value_text(p.param)
-    shown: Any = args if not kwargs else {"args": args, "kwargs": kwargs}
-    try:
-        return func, json.dumps(shown, indent=2, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        return func, repr(shown)
-
-
-def check_json(text: str) -> str | None:
-    """Why ``text`` is not JSON, or None (empty text means no data)."""
-    if not text.strip():
-        return None
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        return f"not valid JSON: {exc}"
-    return None
 
 
 def login_url(ui: str, token: str) -> str:
