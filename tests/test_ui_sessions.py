@@ -1,12 +1,18 @@
 """Browser sessions of the UI: the token leaves the address bar at once and is never logged, a session ends
-on logout, when idle and at its absolute age (a fake clock, no waiting).
+on logout, when idle and at its absolute age (a fake clock, no waiting), and ``--ui-port`` speaks https
+with the daemon's certificate (``--tls-cert/--tls-key``), the cookie then Secure.
 
 ``Sessions`` and ``Guard`` are tested in this process; the rest on a real daemon (``resonate serve``).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import ssl
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -14,8 +20,11 @@ import httpx
 import pytest
 from daemon_proc import Daemon, free_port
 from starlette.requests import Request
+from tls_certs import Certs, make_certs
 
 from resonate_ui.sessions import COOKIE, Guard, Sessions
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("RESONATE_")}
 
 
 def serve(*args: str) -> Daemon:
@@ -151,3 +160,41 @@ def test_the_token_is_never_logged_and_never_answered_with_a_page(daemon: tuple[
     with d.client() as c:
         c.get("/ui/status")
     assert token not in d.stderr() and "/ui/login" not in d.stderr()  # even at --log-level debug
+
+
+# -- TLS ----------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certs]:
+    directory = tempfile.mkdtemp(prefix="rutls-", dir="/tmp")
+    try:
+        yield make_certs(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_ui_port_speaks_https_with_the_daemons_certificate(certs: Certs) -> None:
+    ui = free_port()
+    d = serve("--ui-port", str(ui), "--tls-cert", certs.cert, "--tls-key", certs.key)  # no --http needed
+    try:
+        done = subprocess.run([sys.executable, "-m", "resonate_cli", "--socket", d.socket, "ui", "--no-open"],
+                              env=CLEAN_ENV, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        url = done.stdout.strip()
+        assert url.startswith(f"https://127.0.0.1:{ui}/ui/login?token=")
+        assert f"ui https://127.0.0.1:{ui}/ui/" in d.stderr()
+        trusted = ssl.create_default_context(cafile=certs.ca)
+        with httpx.Client(verify=trusted) as c:
+            r = c.get(url)
+            assert r.status_code == 303
+            cookie = r.headers["set-cookie"].lower()
+            assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+            assert c.get(f"https://127.0.0.1:{ui}/ui/status").status_code == 200
+        with httpx.Client(verify=ssl.create_default_context(cafile=certs.other_ca)) as c, \
+                pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            c.get(f"https://127.0.0.1:{ui}/ui/")
+        with httpx.Client() as c, pytest.raises(httpx.RemoteProtocolError):
+            c.get(f"http://127.0.0.1:{ui}/ui/")  # plain http to an https port: no answer it understands
+    finally:
+        d.stop()
+        d.cleanup()
