@@ -93,8 +93,8 @@ def ui(ctx: typer.Context,
         fail(f"no resonate daemon answers at {target.where}; start one with a UI: resonate serve --ui-port 8080",
              exits.UNREACHABLE)
     if not status.ui:
-        fail(f"the daemon at {target.where} serves no UI; restart it with --ui-port PORT (e.g. resonate serve "
-             "--ui-port 8080)", exits.UNREACHABLE)
+        fail(f"the daemon at {target.where} serves no UI to browsers; restart it with --ui-port PORT: "
+             "resonate stop && resonate serve --ui-port 8080", exits.UNREACHABLE)
     token = target.token
     if not token:
         try:

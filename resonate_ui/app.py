@@ -284,9 +284,10 @@ def create_ui(state: AppState, token: str | None) -> ASGIApp:
             scope.setdefault("state", {})["viewer"] = viewer
             path = str(scope.get("path", ""))[len(scope.get("root_path", "")):]
             if viewer is None and path not in open_routes:
-                response = ui.message(request, 401, "Logged out", "This browser has no session here, or its "
-                                      "session ended (2 hours idle, a day after logging in, a logout, or a restart "
-                                      "of the daemon). Run `resonate ui` for the address that logs it in again.")
+                response = ui.message(request, 401, "Not logged in", "This browser has no session with this "
+                                      "daemon: it never logged in here, or its session ended (2 hours idle, a day "
+                                      "after logging in, a logout, or a restart of the daemon). Run `resonate ui` "
+                                      "in a terminal: it prints the address that logs this browser in.")
                 await response(scope, receive, send)
                 return
         await app(scope, receive, send)

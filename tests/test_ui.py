@@ -149,6 +149,7 @@ def test_read_only_hides_the_forms_and_refuses_actions() -> None:
             human(c, "ask-3")
             page = c.get("/ui/waiting").text
             assert 'data-id="ask-3"' in page and "<textarea" not in page and "read-only" in page
+            assert "resonate promises resolve ask-3 --data" in page  # where to answer it instead
             r = c.post("/ui/act", data={"csrf": csrf_of(c.get("/ui/").text) if 'name="csrf"' in c.get("/ui/").text
                                         else "", "action": "resolve", "id": "ask-3", "data": "1"})
             assert r.status_code == 403 and "read-only" in r.text

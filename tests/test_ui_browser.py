@@ -192,5 +192,5 @@ def test_watch_and_operate_workflows_in_a_browser(system: tuple[Daemon, Workers,
     page.locator('button[data-action="logout"]').click()
     expect(page.locator("h1")).to_have_text("Logged out")
     other.goto(f"{base}/ui/")
-    expect(other.locator("h1")).to_have_text("Logged out")  # no session: run `resonate ui` again
+    expect(other.locator("h1")).to_have_text("Not logged in")  # no session: run `resonate ui` again
     context.close()
