@@ -64,10 +64,11 @@ class Ui:
 
     def render(self, request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         viewer: Viewer | None = getattr(request.state, "viewer", None)
-        html = _env.get_template(name).render(
-            csrf=viewer.csrf if viewer else "", session=viewer is not None and viewer.session is not None,
-            read_only=self.guard.read_only, now=self.engine.clock.now(), msg=request.query_params.get("msg", ""),
-            error=request.query_params.get("error", ""), path=request.url.path, **context)
+        base = {"csrf": viewer.csrf if viewer else "", "session": viewer is not None and viewer.session is not None,
+                "read_only": self.guard.read_only, "now": self.engine.clock.now(),
+                "msg": request.query_params.get("msg", ""), "error": request.query_params.get("error", ""),
+                "path": request.url.path}
+        html = _env.get_template(name).render({**base, **context})
         return HTMLResponse(html, status_code=code, headers=HEADERS)
 
     def message(self, request: Request, code: int, title: str, text: str, back: str = "") -> HTMLResponse:
@@ -160,7 +161,7 @@ class Ui:
         q = request.query_params
         rows, cursor = await pages.waiting(pending, q.get("cursor") or None)
         return self.render(request, "waiting.html", rows=rows, more=f"?{urlencode({'cursor': cursor})}" if cursor else None,
-                           first="/ui/waiting" if q.get("cursor") else None, focus=q.get("id", ""), data=q.get("data", ""),
+                           first="/ui/waiting" if q.get("cursor") else None, focus=q.get("id", ""), data="",
                            scan=pages.WAIT_SCAN)
 
     async def workers_page(self, request: Request) -> Response:
@@ -225,19 +226,29 @@ class Ui:
         refused = self.guard.may_act(request, request.state.viewer, field["csrf"])
         if refused is not None:
             return self.message(request, 403, "Refused", refused, back)
+        problem = json_problem(field["data"]) if action in ("resolve", "reject") else None
+        if problem is not None:
+            return self._fix_value(request, action, id, field["data"], problem)
         try:
             msg, back = self._do(action, id, field, back)
         except (ResonateError, ValueError) as exc:
-            extra = {"data": field["data"]} if action in ("resolve", "reject") else {}
-            return RedirectResponse(with_params(back, error=f"{action} {id}: {exc}", **extra), status_code=303)
+            return RedirectResponse(with_params(back, error=f"{action} {id}: {exc}"), status_code=303)
         return RedirectResponse(with_params(back, msg=msg), status_code=303)
+
+    def _fix_value(self, request: Request, action: str, id: str, data: str, problem: str) -> Response:
+        """A value that is not JSON: the promise's form again, with what was typed and why it was refused.
+        Answered here (422), not by a redirect, so the value never goes into an address or the history."""
+        try:
+            promise = self.promises.get(id)
+        except PromiseNotFound:
+            return RedirectResponse(with_params("/ui/waiting", error=f"{action} {id}: no such promise"), status_code=303)
+        error = f"{action} {id}: the value is {problem} (write JSON: {{\"approved\": true}}, \"text\", 42)"
+        return self.render(request, "waiting.html", 422, rows=pages.cards([promise]), more=None, first=None,
+                           focus=id, data=data, scan=pages.WAIT_SCAN, error=error)
 
     def _do(self, action: str, id: str, field: dict[str, str], back: str) -> tuple[str, str]:
         """Do it; what to say, and where to go then."""
         if action in ("resolve", "reject"):
-            problem = json_problem(field["data"])
-            if problem is not None:
-                raise ValueError(f"the value is {problem} (write JSON: {{\"approved\": true}}, \"text\", 42)")
             data = field["data"].strip() or None
             done = (self.promises.resolve if action == "resolve" else self.promises.reject)(id, data=data)
             return f"{id} is {done.state}", back

@@ -93,15 +93,16 @@ async def waiting(search: Search, cursor: str | None) -> tuple[list[dict[str, An
             if not is_human_wait(p):
                 continue
             if len(shown) == WAIT_PAGE:  # one more exists: the next page starts after the last shown
-                return _cards(shown), encode_cursor((shown[-1].created_on, shown[-1].id))
+                return cards(shown), encode_cursor((shown[-1].created_on, shown[-1].id))
             shown.append(p)
         scanned += len(page.items)
         cursor = page.cursor
         if cursor is None:
-            return _cards(shown), None
+            return cards(shown), None
         if scanned >= WAIT_SCAN:
-            return _cards(shown), cursor
+            return cards(shown), cursor
 
 
-def _cards(found: list[Promise]) -> list[dict[str, Any]]:
+def cards(found: list[Promise]) -> list[dict[str, Any]]:
+    """The waiting page's cards: each promise, its question as JSON text, the workflow it belongs to."""
     return [{"p": p, "question": value_text(p.param), "root": p.tags.get(TAG_ROOT, "")} for p in found]

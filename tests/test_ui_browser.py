@@ -141,6 +141,7 @@ def test_watch_and_operate_workflows_in_a_browser(system: tuple[Daemon, Workers,
     card.locator('button[value="resolve"]').click()
     expect(other.locator(".flash.bad")).to_contain_text("not valid JSON")
     expect(other.locator("section[data-id=\"order-9.2\"] textarea")).to_have_value("{approved: yes}")  # kept
+    assert "approved" not in other.url  # what was typed is in no address, nor the history
     other.locator('section[data-id="order-9.2"] textarea').fill('{"approved": true}')
     other.locator('section[data-id="order-9.2"] button[value="resolve"]').click()
     expect(other.locator(".flash.ok")).to_contain_text("order-9.2 is RESOLVED")
