@@ -18,11 +18,14 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 
+from resonate.history import Step, steps_of, took_text
+from resonate.render import now_ms, when
+
 from . import exits
 from .client import Client
-from .history import Step, rich_tree, steps_of, took_text, tree_json
+from .history import rich_tree, tree_json
 from .output import MODE, View, emit_lines, err, out
-from .render import now_ms, state_text, when
+from .render import state_text
 
 REFRESH_S = 1.0  # the longest the view goes without reading the tree again (durations, lazy timeouts)
 

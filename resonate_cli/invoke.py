@@ -18,13 +18,14 @@ from rich.markup import escape
 from resonate import codec
 from resonate.errors import PromiseNotFound
 from resonate.handle import Handle
+from resonate.history import steps_of
+from resonate.render import error_of, promise_doc
 
 from . import exits
 from .client import Client
-from .history import steps_of
 from .invoke_many import invoke_many
 from .output import View, err, fail, json_mode, out, output
-from .render import error_of, print_error, promise_doc
+from .render import print_error
 from .session import APP_HELP, import_app, parse_duration, parse_tags, parse_value, using
 
 WORKER_GROUP = "default"  # the group `invoke --app` joins through a daemon: where workers run by default

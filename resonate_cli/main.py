@@ -18,11 +18,14 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from resonate.history import steps_of
+from resonate.render import when
+
 from . import exits, gc, invoke, promises, schedules, serve, workflows
 from .follow import follow as follow_tree
-from .history import rich_tree, steps_of, steps_table, tree_json
+from .history import rich_tree, steps_table, tree_json
 from .output import JSON_HELP, View, err, fail, out, output
-from .render import print_error, state_text, when
+from .render import print_error, state_text
 from .session import CA_FILE_HELP, TOKEN_FILE_HELP, probe_or_fail, target_of, token_from, using
 
 TREE_LIMIT = 5000  # nodes: a call graph bigger than this is cut, with a note, rather than hang the terminal

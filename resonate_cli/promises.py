@@ -20,12 +20,13 @@ from rich.prompt import Confirm, Prompt
 from rich.table import Table
 
 from resonate.promises import STATES
+from resonate.render import data_json, is_human_wait, promise_doc, short
 
 from . import exits
 from .client import Client, Target, open_client
 from .invoke import report
 from .output import View, err, fail, output
-from .render import data_json, is_human_wait, promise_detail, promise_doc, promise_table, short
+from .render import promise_detail, promise_table
 from .session import APP_HELP, import_app, json_error, parse_duration, parse_tags, read_data, using
 
 app = typer.Typer(help="List, inspect, create and complete durable promises.", no_args_is_help=True)

@@ -1,26 +1,16 @@
-"""Human output: rich tables and trees of promises, values and durations (``output`` has the JSON side)."""
+"""Human output: rich tables of promises and states (``resonate.render`` has the plain text both the CLI and
+the browser UI use; ``output`` has the JSON side)."""
 
 from __future__ import annotations
 
 import json
-import time
-from datetime import datetime
-from typing import Any
 
-from resonate_daemon.protocol.records import (
-    TAG_FUNC,
-    TAG_INVOKE,
-    TAG_PARENT,
-    TAG_SCOPE,
-    TAG_TIMEOUT,
-    Callback,
-    Promise,
-    Value,
-)
+from resonate_daemon.protocol.records import TAG_FUNC, Callback, Promise
 from rich.markup import escape
 from rich.table import Table
 
 from resonate import codec
+from resonate.render import data_json, duration, error_of, kind_of, short, when
 
 from .output import err, out
 
@@ -28,82 +18,14 @@ STATE_STYLE = {"PENDING": "yellow", "RESOLVED": "green", "REJECTED": "red", "REJ
                "REJECTED_TIMEDOUT": "red"}
 
 
-# -- values -------------------------------------------------------------------------------------
-
-def data_json(value: Value) -> Any:
-    """The data parsed as JSON where it parses, else the text (for display and --json convenience)."""
-    return value.json()
-
-
-def error_of(p: Promise) -> codec.ErrorInfo | None:
-    """The exception a rejected promise keeps: type, message, traceback (None for other promises)."""
-    return codec.error_info(p.value) if p.state.startswith("REJECTED") else None
-
-
-def promise_doc(p: Promise) -> dict[str, Any]:
-    """A promise as --json prints it: the API's fields, plus ``error`` when it keeps an exception."""
-    doc = p.to_json()
-    info = error_of(p)
-    if info is not None:
-        doc["error"] = info.to_json()
-    return doc
-
-
 def print_error(info: codec.ErrorInfo, *, traceback: bool = True) -> None:
     """``KeyError: 'reviewer'`` and, dimmed, the traceback where it was raised."""
     if traceback and info.traceback:
         err.print(f"[dim]{escape(info.traceback.rstrip())}[/]", highlight=False)
 
-def short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def when(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms}ms"
-    s = ms / 1000
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    if s < 86400:
-        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
-    return f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
 
 def state_text(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
-
-
-def kind_of(p: Promise) -> str:
-    """What a promise stands for: invocation, run/rpc, sleep, or a wait on the outside world."""
-    if p.tags.get(TAG_TIMEOUT) == "true":
-        return "sleep"
-    scope = p.tags.get(TAG_SCOPE)
-    if p.tags.get(TAG_INVOKE):
-        return "rpc" if p.tags.get(TAG_PARENT) else "invoke"
-    if scope == "local":
-        return "run"
-    return "promise"
-
-
-def is_human_wait(p: Promise) -> bool:
-    """A pending promise no function will complete: no invocation target, not a sleep, not a run step."""
-    return (p.pending and TAG_INVOKE not in p.tags and p.tags.get(TAG_TIMEOUT) != "true"
-            and p.tags.get(TAG_SCOPE) != "local")
 
 
 # -- promises -----------------------------------------------------------------------------------

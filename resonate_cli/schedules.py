@@ -9,10 +9,10 @@ from resonate_daemon.protocol.records import TAG_INVOKE, Schedule
 from rich.table import Table
 
 from resonate import codec
+from resonate.render import short, when
 
 from . import exits
 from .output import View, err, fail, out, output
-from .render import short, when
 from .session import parse_duration, parse_tags, parse_value, using
 
 app = typer.Typer(help="Cron schedules (UTC): each tick invokes a function durably.", no_args_is_help=True)

@@ -33,7 +33,7 @@ def serve(
     token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Token for TCP clients (default: generated beside the db)."),
     token_file: str = typer.Option(None, "--token-file", envvar="RESONATE_TOKEN_FILE", help=TOKEN_FILE_HELP),
     tls_cert: str = typer.Option(None, "--tls-cert", envvar="RESONATE_TLS_CERT", metavar="PEM",
-                                 help="Serve https on --http and --poll-port with this certificate (chain); needs --tls-key."),
+                                 help="Serve https on --http, --poll-port and --ui-port with this certificate (chain); needs --tls-key."),
     tls_key: str = typer.Option(None, "--tls-key", envvar="RESONATE_TLS_KEY", metavar="PEM",
                                 help="The certificate's private key (unencrypted PEM, mode 600)."),
     durability: str = typer.Option(None, "--durability", help="SQLite synchronous mode: full or normal."),
@@ -50,7 +50,7 @@ def serve(
                                   help="Delete completed workflows this long after they complete: 7d (default), "
                                        "12h, 30m; off (or 0) keeps everything."),
     ui_port: int = typer.Option(None, "--ui-port", metavar="PORT", envvar="RESONATE_UI_PORT",
-                                help="Serve the browser UI on 127.0.0.1:PORT (token required; `resonate ui` logs you in)."),
+                                help="Serve the browser UI on 127.0.0.1:PORT (https with --tls-cert; `resonate ui` prints the address that logs you in)."),
     ui_read_only: bool = typer.Option(False, "--ui-read-only", envvar="RESONATE_UI_READ_ONLY",
                                       help="The UI only shows: no resolve, reject, cancel, retry or fork."),
 ) -> None:
@@ -93,8 +93,8 @@ def ui(ctx: typer.Context,
         fail(f"no resonate daemon answers at {target.where}; start one with a UI: resonate serve --ui-port 8080",
              exits.UNREACHABLE)
     if not status.ui:
-        fail(f"the daemon at {target.where} serves no UI; restart it with --ui-port PORT (e.g. resonate serve "
-             "--ui-port 8080)", exits.UNREACHABLE)
+        fail(f"the daemon at {target.where} serves no UI to browsers; restart it with --ui-port PORT: "
+             "resonate stop && resonate serve --ui-port 8080", exits.UNREACHABLE)
     token = target.token
     if not token:
         try:

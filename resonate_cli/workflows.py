@@ -20,11 +20,13 @@ from resonate_daemon.protocol.records import TAG_INVOKE, TAG_ROOT, Promise, invo
 from rich.markup import escape
 from rich.table import Table
 
+from resonate.render import duration, error_of, short, when
+
 from . import exits
 from .client import Client
 from .invoke import finish, group_of, no_worker
 from .output import View, err, fail, json_mode, out, output
-from .render import duration, error_of, short, state_text, when
+from .render import state_text
 from .session import APP_HELP, import_app, parse_duration, using
 
 app = typer.Typer(help="The workflows: what was invoked, not its steps (resonate promises list has everything).",

@@ -3,6 +3,9 @@ or by other tests can hide a violation):
 
 - ``import resonate`` (what a remote worker loads) brings no server code: no engine, store, peewee,
   starlette, uvicorn, typer, rich, croniter, httpx, and not even asyncio or the daemon's server package;
+- the text both the CLI and the browser UI show (``resonate.render``, ``resonate.history``) is as light:
+  neither rich nor typer nor starlette nor jinja2 comes with it;
+- ``resonate_ui`` never imports ``resonate_cli`` (both render ``resonate.render``; the CLI starts the UI);
 - local mode loads the engine and the store only when ``Resonate.local()`` is called;
 - ``resonate_daemon`` imports neither ``resonate`` nor ``resonate_cli`` nor ``resonate_ui`` (the browser UI is
   handed to ``serve``), whichever of its modules is loaded;
@@ -45,6 +48,18 @@ def hits(modules: list[str], names: list[str]) -> list[str]:
 def test_a_remote_worker_imports_no_server_code() -> None:
     modules = loaded_after("import resonate\nresonate.Resonate.remote(group='g', socket='/nonexistent/d.sock')")
     assert hits(modules, SERVER_SIDE) == []
+
+
+def test_the_shared_formatting_is_as_light_as_the_sdk() -> None:
+    modules = loaded_after("import resonate.render, resonate.history")
+    assert hits(modules, SERVER_SIDE) == []
+
+
+def test_the_ui_and_the_cli_share_formatting_not_imports() -> None:
+    bad = [(os.path.relpath(path, ROOT), name) for package, path in source_files() if package == "resonate_ui"
+           for name in imported_names(path) if name.split(".")[0] == "resonate_cli"]
+    assert bad == []
+    assert hits(loaded_after("import resonate_ui"), ["resonate_cli", "rich", "typer"]) == []
 
 
 def test_local_mode_loads_the_engine_only_when_used() -> None:

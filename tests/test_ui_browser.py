@@ -2,11 +2,14 @@
 download), against a real daemon (``resonate serve --ui-port``) and real worker processes running
 examples/orders.py.
 
-What a person does: log in through the address ``resonate ui`` prints, see invoked workflows in the list,
-open one that waits for a person and watch it (the page is never reloaded), answer it from the waiting
-page in another tab (a bad JSON value first: refused, said), see the first tab fill in the remaining
-steps and the result live; then open a failed order, deploy the fix (a worker with a higher card limit)
-and retry it from the page, and see it complete. Every wait is Playwright's bounded wait on the page.
+What a person does: log in through the address ``resonate ui`` prints (the token leaves the address
+bar), see invoked workflows appear in the list as they start and change state (the list is never
+reloaded), open one that waits for a person and watch it (never reloaded either), answer it from the
+waiting page in another tab (a bad JSON value first: refused, said), see the first tab fill in the
+remaining steps and the result live; then open a failed order, deploy the fix (a worker with a higher card
+limit) and retry it from the page, and see it complete; fork the approved order from its step 2 and see
+the fork run its last steps while the first two are marked reused; log out. Every wait is Playwright's
+bounded wait on the page.
 
 ``RESONATE_UI_SCREENSHOTS=docs`` writes the screenshots README shows (docs/ui-*.png).
 """
@@ -109,15 +112,19 @@ def test_watch_and_operate_workflows_in_a_browser(system: tuple[Daemon, Workers,
     context = browser.new_context(viewport={"width": 1200, "height": 420})
     page = context.new_page()
     page.goto(cli(d, "ui", "--no-open").stdout.strip())  # logs this browser in, lands on the list
-    assert page.url == f"{base}/ui/"
+    assert page.url == f"{base}/ui/"  # the token is out of the address bar
     expect(page.locator("h1")).to_contain_text("Workflows")
+    expect(page.locator("#workflows")).to_contain_text("No workflows yet")
 
+    # the list is live: workflows appear, and change state, while the page stays as it is
+    page.evaluate("window.notReloaded = true")
     invoke(d, "order", {"id": 7, "amount": 30}, "order-7")
     invoke(d, "order", {"id": 8, "amount": 500}, "order-8")
     invoke(d, "approve_order", {"id": 9, "amount": 20}, "order-9")
-    page.reload()
-    for id in ("order-7", "order-8", "order-9"):
-        expect(page.locator(f'tr[data-id="{id}"]')).to_be_visible()
+    expect(page.locator('tr[data-id="order-7"]')).to_have_attribute("data-state", "RESOLVED")
+    expect(page.locator('tr[data-id="order-8"]')).to_have_attribute("data-state", "REJECTED")
+    expect(page.locator('tr[data-id="order-9"]')).to_have_attribute("data-state", "PENDING")
+    assert page.evaluate("window.notReloaded") is True
 
     # order-9 waits for a person at its second step; this tab watches it and is never reloaded
     page.locator('tr[data-id="order-9"] a').click()
@@ -134,6 +141,7 @@ def test_watch_and_operate_workflows_in_a_browser(system: tuple[Daemon, Workers,
     card.locator('button[value="resolve"]').click()
     expect(other.locator(".flash.bad")).to_contain_text("not valid JSON")
     expect(other.locator("section[data-id=\"order-9.2\"] textarea")).to_have_value("{approved: yes}")  # kept
+    assert "approved" not in other.url  # what was typed is in no address, nor the history
     other.locator('section[data-id="order-9.2"] textarea').fill('{"approved": true}')
     other.locator('section[data-id="order-9.2"] button[value="resolve"]').click()
     expect(other.locator(".flash.ok")).to_contain_text("order-9.2 is RESOLVED")
@@ -164,4 +172,26 @@ def test_watch_and_operate_workflows_in_a_browser(system: tuple[Daemon, Workers,
     expect(page.locator('tr[data-id="order-8"] .state')).to_have_text("resolved")
     other.goto(f"{base}/ui/workers")
     expect(other.locator("main")).to_contain_text("approve_order")
+
+    # fork the approved order from step 2: reserve and the approval are reused, charge and ship run again
+    page.goto(f"{base}/ui/workflow?id=order-9")
+    fork = page.locator('form:has(button[data-action="fork"])')
+    fork.locator('input[name="from_step"]').fill("2")
+    fork.locator('input[name="new_id"]').fill("order-9-again")
+    fork.locator('button[data-action="fork"]').click()
+    expect(page.locator(".flash.ok")).to_contain_text("forked order-9 as order-9-again")
+    expect(page.locator("#live h1")).to_have_attribute("data-root-state", "RESOLVED")  # ran, live
+    expect(page.locator(".forked")).to_contain_text("forked from order-9: steps 1–2 reused")
+    for n, reused in ((1, True), (2, True), (3, False), (4, False)):
+        row = page.locator(f'#steps tr[data-step="order-9-again.{n}"]')
+        expect(row).to_have_attribute("data-state", "RESOLVED")
+        expect(row.locator(".reused")).to_have_count(1 if reused else 0)
+    expect(page.locator("pre.result")).to_contain_text('"shipped": "shipped 9"')
+    shot(page, "ui-fork.png")
+
+    # log out: this browser's session is over, in every tab
+    page.locator('button[data-action="logout"]').click()
+    expect(page.locator("h1")).to_have_text("Logged out")
+    other.goto(f"{base}/ui/")
+    expect(other.locator("h1")).to_have_text("Not logged in")  # no session: run `resonate ui` again
     context.close()

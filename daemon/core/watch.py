@@ -29,3 +29,31 @@ class Watch:
                     self.roots.add(id)
         if hit:
             self.notify()
+
+
+class RootWatch(Watch):
+    """Every workflow at once (the browser UI's live list): notified after a commit that writes a root
+    promise, i.e. one that runs a function (``resonate:invoke``) and is the root of its own graph: a
+    workflow started, forked, retried, completed. Steps, tasks and heartbeats never wake it, so a busy
+    daemon wakes it once per workflow change, not once per step. Register it with ``subscribe``."""
+
+    __slots__ = ()
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        super().__init__((), notify)
+
+    def offer(self, touched: list[tuple[str, str, bool]]) -> None:
+        if any(invocation and root == id for root, id, invocation in touched):
+            self.notify()
+
+
+def subscribe(watches: list[Watch], watch: Watch) -> Callable[[], None]:
+    """Add ``watch`` to an engine's ``watches``; returns the function that removes it. As with
+    ``Engine.watch``, ``notify`` runs on the engine's thread after the commit and must only wake."""
+    watches.append(watch)
+
+    def stop() -> None:
+        if watch in watches:
+            watches.remove(watch)
+
+    return stop

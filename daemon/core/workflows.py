@@ -163,6 +163,7 @@ class Workflows:
             fork = Promise(new_id, PENDING, root.param, EMPTY, after(now, root.timeout - root.created_on), tags, now,
                            None, new_id, None)
             self.store.insert_promise(fork)
+            self._touch(fork)  # a new workflow: watchers of every root (the UI's live list) hear of it
             self._deadline(fork.timeout)
             self._invoke_again(fork, now)
             return fork

@@ -193,7 +193,7 @@ def daemon_status(engine: Engine, dispatcher: Dispatcher, cfg: ServeConfig) -> S
                    db=cfg.db, http=f"{cfg.http[0]}:{cfg.http[1]}" if cfg.http else None,
                    poll_port=cfg.poll_port, workers=dispatcher.workers(), functions=dispatcher.functions(),
                    waiting=[{"group": g, "func": f, "version": v, "tasks": n} for (g, f, v), n in sorted(waiting.items())],
-                   ui=f"http://127.0.0.1:{cfg.ui_port}/ui/" if cfg.ui_port is not None else None)
+                   ui=f"{'https' if cfg.tls else 'http'}://127.0.0.1:{cfg.ui_port}/ui/" if cfg.ui_port is not None else None)
 
 
 # -- errors, auth, app ---------------------------------------------------------------------------

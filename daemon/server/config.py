@@ -76,7 +76,7 @@ class ServeConfig:
     workers: int = 1
     reload: bool = False  # restart those workers when the app's files change
     group: str = "default"  # the group the supervised workers join
-    tls_cert: str | None = None  # with tls_key: the TCP listeners (--http, --poll-port) speak https
+    tls_cert: str | None = None  # with tls_key: the TCP listeners (--http, --poll-port, --ui-port) speak https
     tls_key: str | None = None
     # Completed workflows older than this are deleted by the scheduler, a batch at a time; None: never.
     retention_ms: int | None = DEFAULT_RETENTION_MS
@@ -138,11 +138,11 @@ class ServeConfig:
         if bool(cert) != bool(key):
             raise errors.InvalidRequest("give both --tls-cert and --tls-key (the certificate and its private key), "
                                         "or neither")
-        if cert and not http_text and port is None:
-            raise errors.InvalidRequest("--tls-cert and --tls-key secure the TCP listeners: give --http "
-                                        "(or --poll-port) too; the Unix socket needs no TLS")
-        retention_text = pick(retention, "RETENTION")
         ui = pick(ui_port, "UI_PORT")
+        if cert and not http_text and port is None and ui is None:
+            raise errors.InvalidRequest("--tls-cert and --tls-key secure the TCP listeners: give --http "
+                                        "(or --poll-port, --ui-port) too; the Unix socket needs no TLS")
+        retention_text = pick(retention, "RETENTION")
         read_only = pick(ui_read_only, "UI_READ_ONLY")
         return cls(
             socket=os.path.abspath(socket_path),

@@ -230,10 +230,10 @@ def serve(config: ServeConfig, *, ready: Any = None, ui: UiFactory | None = None
             tcp = bind_tcp(*config.http)
             sockets.append(tcp)
             listeners.append((create_app(state, token=token, ui=ui), tcp, config.tls))
-        if config.ui_port is not None:  # this machine only, plain http: browsers on it reach loopback
+        if config.ui_port is not None:  # this machine only (browsers on it reach loopback); https with --tls-cert
             browser = bind_tcp("127.0.0.1", config.ui_port)
             sockets.append(browser)
-            listeners.append((create_app(state, token=token, ui=ui, ui_only=True), browser, False))
+            listeners.append((create_app(state, token=token, ui=ui, ui_only=True), browser, config.tls))
         if config.poll_port is not None:
             host = config.http[0] if config.http is not None else "127.0.0.1"
             poll = bind_tcp(host, config.poll_port)
@@ -309,7 +309,7 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket, bo
             if config.poll_port is not None:
                 where.append(f"poll port {config.poll_port}" + (" (TLS)" if config.tls else ""))
             if config.ui_port is not None:
-                where.append(f"ui http://127.0.0.1:{config.ui_port}/ui/")
+                where.append(f"ui {scheme}://127.0.0.1:{config.ui_port}/ui/")
             print(f"resonate daemon listening on {', '.join(where)} (db {config.db})", file=sys.stderr, flush=True)
             if ready is not None:
                 ready()
