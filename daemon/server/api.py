@@ -13,10 +13,8 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,13 +36,12 @@ from ..store.search import Reader
 from .batch import Batcher, collect
 from .config import ServeConfig
 from .dispatch import Dispatcher, PushStream, WatchStream
+from .fast import FastOps, _fenced, parse_json_body
 
 log = logging.getLogger("resonate.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-# How a lone UTF-16 surrogate gets into a JSON string; json.loads lets it through, SQLite cannot encode it.
-_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +65,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise errors.PayloadTooLarge(f"request body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise errors.InvalidRequest("request body is empty; expected a JSON object")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise errors.InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest(f"request body must be a JSON object, not {type(body).__name__}")
-    if _ESCAPED_SURROGATE.search(raw) is not None:  # rare: only then pay for a second pass
-        try:
-            json.dumps(body, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise errors.InvalidRequest("request body has a string with a lone UTF-16 surrogate "
-                                        "(\\ud800-\\udfff); strings must be valid Unicode") from None
-        except RecursionError:
-            raise errors.InvalidRequest("request body is nested too deeply") from None
-    return body
+    return parse_json_body(b"".join(chunks))
+
 
 
 class Api:
@@ -161,13 +142,6 @@ class Api:
         lease = poll_lease(incoming) if release_on_close else None
         return PushStream(self.dispatcher, group, pid, release_on_close=release_on_close, functions=functions,
                           lease_ms=lease)
-
-
-def _fenced(engine: Engine, op: Op[Any], fence: tuple[str, int] | None) -> Any:
-    """Carry out ``op``, first checking the fence it came with: one call, so nothing comes between."""
-    if fence is not None:
-        engine.check_fence(*fence)
-    return op.run(engine)
 
 
 async def search_off_loop(engine: Engine, batch: Batcher, reader: Reader, op: SearchPromises) -> Page[Promise]:
@@ -311,6 +285,8 @@ def create_app(state: AppState, *, token: str | None = None, legacy_poll_only: b
                   route("/v1/promises/{id:path}/watch", api.watch, ["GET"])]
         routes += [route(op.ROUTE, api.handler(op), [op.METHOD]) for op in OPS if op is not GetStatus]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    if not ui_only and not legacy_poll_only:
+        app = FastOps(app, state)  # the hot operations, without starlette's layers (fast.py)
     if token and not ui_only:  # ui_only: a redirect to /ui/, which checks the token itself
         app = TokenAuth(app, token)
     if ui is not None and not legacy_poll_only:
