@@ -363,8 +363,13 @@ class Engine(Connections, Schedules, Workflows, Retention):
             created = self._create(now, op.id, op.timeout, op.param, op.tags, op.idempotency_key, op.strict)
             if isinstance(created, _Fail) or not created.promise.pending:
                 return created
-            reg = self._register(now, op.id, f"__notify:{op.id}:{op.subscription_id}", op.id,
-                                 op.subscription_timeout, op.recv, "notify")
+            cb_id = f"__notify:{op.id}:{op.subscription_id}"
+            if created.status == 201:  # new in this transaction: nothing to read back, no callback on it yet
+                cb = Callback(id=cb_id, promise_id=op.id, root_promise_id=op.id, recv=op.recv,
+                              timeout=op.subscription_timeout, created_on=now, kind="notify")
+                self.store.insert_callback(cb)
+                return replace(created, callback=cb)
+            reg = self._register(now, op.id, cb_id, op.id, op.subscription_timeout, op.recv, "notify")
             if isinstance(reg, _Fail):
                 return reg
             return replace(created, promise=reg.promise, callback=reg.callback)

@@ -193,6 +193,8 @@ class SqliteStore(Retention):
                                         .order_by(T.created_on, T.id))
         self._callbacks_on = Stmt(db, C.select().where(C.promise_id == _s("id")).order_by(C.created_on, C.id))
         self._delete_callbacks = Stmt(db, C.delete().where(C.promise_id == _s("id")))
+        self._get_callback = Stmt(db, C.select().where(C.id == _s("id")))
+        self._insert_callback = Stmt(db, C.insert(**{f: _s(f) for f in CALLBACK_COLUMNS}))
 
     # -- schema -----------------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -459,12 +461,12 @@ class SqliteStore(Retention):
 
     # -- callbacks and subscriptions ----------------------------------------------------------------
     def get_callback(self, id: str) -> Callback | None:
-        row = _first(CallbackRow.select().where(CallbackRow.id == id).dicts())
-        return _callback(row) if row else None
+        row = self._get_callback(id=id).fetchone()
+        return _callback(dict(zip(CALLBACK_COLUMNS, row, strict=True))) if row else None
 
     def insert_callback(self, c: Callback) -> None:
-        CallbackRow.insert(id=c.id, promise_id=c.promise_id, root_id=c.root_promise_id, recv=c.recv,
-                           timeout=c.timeout, kind=c.kind, created_on=c.created_on).execute()
+        self._insert_callback(id=c.id, promise_id=c.promise_id, root_id=c.root_promise_id, recv=c.recv,
+                              timeout=c.timeout, kind=c.kind, created_on=c.created_on)
 
     def take_callbacks(self, promise_id: str) -> list[Callback]:
         """The callbacks and subscriptions on a promise, deleted as they are read (they fire once)."""
