@@ -335,7 +335,10 @@ def test_task_transition_through_engine(row: Row, engine: Engine, clock: ManualC
     else:
         assert after is not None and stored(after) == row.after
 
-    if not seen:  # the engine skipped the request (wrong state for the sweep, another process...)
+    if isinstance(row.request, Beat):
+        pass  # carried out as one statement for every task of the process (Store.extend_leases): the
+        # stored task (checked above) and the count (below) are the row's; test_extend_leases_is_beat
+    elif not seen:  # the engine skipped the request (wrong state for the sweep, another process...)
         assert (row.status, row.error, row.after, row.released) == (200, None, None, False)
     else:
         request, verdict = seen[-1]
@@ -388,3 +391,23 @@ def test_a_released_task_sends_the_roots_next_task(engine: Engine, clock: Manual
     else:
         assert (invoke.state, invoke.counter, resume.state) == (INIT, 2, INIT)
         assert messages == [Message("invoke", RECV, task=invoke)]
+
+
+def test_extend_leases_is_beat_for_every_task_of_every_state(engine: Engine, clock: ManualClock) -> None:
+    """The store's one-statement heartbeat stores exactly what the Beat row of the pure table decides, for
+    tasks of the process in each state, another process's task, and a ttl whose sum overflows int64."""
+    from resonate_daemon.protocol.records import INT64_MAX
+
+    now = T0 + 5
+    tasks = [Task(id=f"t-{state}-{pid}-{ttl}", counter=2, root_promise_id="r", type="invoke", state=state,
+                  recv=RECV, timeout=T0 + HOUR, created_on=T0, process_id=pid if state == "CLAIMED" else None,
+                  ttl=ttl, expires_at=T0 + 1)
+             for state in ("INIT", "ENQUEUED", "CLAIMED", "COMPLETED") for pid in (P1, P2)
+             for ttl in (TTL, INT64_MAX)]
+    with engine.store.transaction():
+        for t in tasks:
+            engine.store.insert_task(t)
+        n = engine.store.extend_leases(P1, now, LEASE_GRACE_MS)
+    expected = {t.id: task_transition(t, Beat(P1), now).task or t for t in tasks}
+    assert n == sum(1 for t in tasks if task_transition(t, Beat(P1), now).task is not None)
+    assert {t.id: engine.store.get_task(t.id) for t in tasks} == expected

@@ -25,6 +25,7 @@ from ..protocol.records import (
     COMPLETED,
     ENQUEUED,
     INIT,
+    INT64_MAX,
     PENDING,
     TAG_PARENT,
     TAG_ROOT,
@@ -194,6 +195,8 @@ class SqliteStore(Retention):
         self._callbacks_on = Stmt(db, C.select().where(C.promise_id == _s("id")).order_by(C.created_on, C.id))
         self._delete_callbacks = Stmt(db, C.delete().where(C.promise_id == _s("id")))
         self._get_callback = Stmt(db, C.select().where(C.id == _s("id")))
+        self._extend_leases = Stmt(db, T.update(expires_at=pw.Value(_s("base")) + pw.fn.MIN(T.ttl, pw.Value(_s("cap"))))
+                                   .where((T.process_id == _s("pid")) & (T.state == CLAIMED)))
         self._insert_callback = Stmt(db, C.insert(**{f: _s(f) for f in CALLBACK_COLUMNS}))
 
     # -- schema -----------------------------------------------------------------------------------
@@ -421,6 +424,9 @@ class SqliteStore(Retention):
     def tasks_of_process(self, process_id: str, states: tuple[str, ...]) -> list[Task]:
         query = TaskRow.select().where((TaskRow.process_id == process_id) & TaskRow.state.in_(list(states)))
         return [_task(r) for r in query.dicts()]
+
+    def extend_leases(self, process_id: str, now: int, grace: int) -> int:
+        return int(self._extend_leases(base=now + grace, cap=INT64_MAX - now - grace, pid=process_id).rowcount)
 
     def tasks_for(self, root_ids: list[str]) -> list[Task]:
         out: list[Task] = []
