@@ -73,6 +73,7 @@ def setup() -> Iterator[tuple[Engine, Batcher, HeldCommits, list[Message]]]:
     engine = Engine(store, sink=pushed.extend)
     held = HeldCommits(store)
     batch = Batcher(engine)
+    batch.inline_single = False  # every batch through the commit thread, even a lone call: the test holds it
     yield engine, batch, held, pushed
     batch.close()
     store.close()
@@ -173,3 +174,18 @@ def test_a_call_outside_the_batcher_waits_for_the_commit_on_the_disk(setup: Any)
         assert (await direct).status == 201
 
     asyncio.run(scenario())
+
+
+def test_a_lone_call_commits_on_the_loop_without_the_commit_thread(setup: Any) -> None:
+    """Nothing to share a commit with: its own transaction, committed at once (a sequential workflow's
+    steps pay no hand-off); the commit thread is not used, so the held commit never starts."""
+    engine, batch, held, pushed = setup
+    batch.inline_single = True
+
+    async def scenario() -> None:
+        assert (await batch.call(create(engine, "alone", {"resonate:invoke": "poll://any@g"}))).status == 201
+        assert [m.task.root_promise_id for m in pushed if m.task] == ["alone"]
+
+    asyncio.run(scenario())
+    assert not held.started.acquire(blocking=False)
+    assert engine.store.get_promise("alone") is not None
