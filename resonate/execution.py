@@ -97,6 +97,7 @@ class Parked:
 
 
 PARK_MS = 60_000  # a sleep ending sooner waits in the worker (remote mode); a longer one suspends
+PARK_MARGIN_MS = 2
 
 
 @dataclass
@@ -228,7 +229,9 @@ class Execution:
                 at = min(self.sleeps[pid] for pid in waiting)
                 if at - self.t.now() <= PARK_MS:
                     self.t.flush()  # what ran before the sleep is durable before we wait
-                    return Parked(max(at, self.t.now() + 5))
+                    # 2 ms past the deadline: our reading of the daemon's clock comes in whole ms (its
+                    # header) and may run a fraction ahead; a sleep must never end early
+                    return Parked(max(at + PARK_MARGIN_MS, self.t.now() + 5))
             # One request: the deferred settles, a callback per promise we wait on, the task's completion.
             callbacks = tuple(CreateCallback(pid, self.root.id, self.root.timeout, self.recv) for pid in waiting)
             try:
