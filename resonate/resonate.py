@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+log = logging.getLogger("resonate")
 
 
 class Resonate:
@@ -285,16 +289,21 @@ class Resonate:
             op = CreateAndSubscribe(id, timeout, self._pid, self._runtime.unicast, param, tags, opts.ikey(id),
                                     subscription_timeout=FOREVER)
             # On a daemon, sent in the background with the starts queued beside it (starts.py).
-            self._transport.start_soon(op, functools.partial(self._started, id))
+            self._transport.start_soon(op, functools.partial(self._started, id, param))
         except BaseException as exc:
             self._runtime.settle_handles(id, (False, exc))
         return Handle(id, fut)
 
-    def _started(self, id: str, created: Created | BaseException) -> None:
+    def _started(self, id: str, param: Any, created: Created | BaseException) -> None:
         if isinstance(created, BaseException):
             self._runtime.settle_handles(id, (False, created))
-        else:
-            self._runtime.settle_promise(created.promise)
+            return
+        if created.status == 200 and created.promise.param != param:
+            # The id is the invocation's identity (the programming model): the stored one is what runs, or
+            # ran. Said, since a caller that meant a new invocation gets another function's outcome.
+            log.warning("promise %r already exists as another invocation; its outcome is returned, not that of "
+                        "this call (pick a new id to run this one)", id)
+        self._runtime.settle_promise(created.promise)
 
     def schedule(self, name: str, cron: str, func: Callable[..., Any] | str, *args: Any,
                  **kwargs: Any) -> Schedule:

@@ -66,7 +66,7 @@ def invoke(
     from_file: str = typer.Option(None, "--from-file", "-f", metavar="FILE",
                                   help="Start one execution per line of FILE ('-': stdin), through a daemon: "
                                        'each line a JSON array of arguments, {"id", "args", "kwargs"}, or one '
-                                       "value. Prints ID<TAB>RESULT per line."),
+                                       "value. Prints ID<TAB>STATE<TAB>RESULT per line."),
 ) -> View:
     """Invoke FUNC durably and print its result (JSON).
 

@@ -5,9 +5,12 @@ FILE (or ``-`` for stdin) has one execution per line, JSON: an array of position
 ``seq 1000 | resonate invoke double --from-file -`` works. Every line is checked before anything starts:
 a bad line or a repeated id stops it all, naming the line, with nothing stored.
 
-The starts go through the SDK's batched starter (``begin_rpc``: a few requests for thousands of starts).
-Then it waits for every result (or, with ``--no-wait``, returns once every start is stored) and prints
-one line per execution, ``ID<TAB>RESULT``, or with ``--json`` one document; the summary goes to stderr.
+An id the file gives that another invocation already holds is a conflict (exit 5), found before anything
+starts, as for a single ``invoke``. The starts go through the SDK's batched starter (``begin_rpc``: a few
+requests for thousands of starts). Then it waits for every result (or, with ``--no-wait``, returns once
+every start is stored) and prints one line per execution, in the file's order, ``ID<TAB>STATE<TAB>RESULT``
+(the result as JSON, or the error as ``Type: message``), or with ``--json`` one document; the summary
+goes to stderr.
 The exit code is 0 when every execution resolved, else the highest code among the outcomes (7 rejected
 or canceled, 6 timed out, 5 a conflict on an id).
 """
@@ -21,7 +24,16 @@ from typing import Any
 
 from resonate_daemon.protocol.records import Promise
 
-from resonate.errors import EncodingError, InvalidRequest, PromiseAlreadyExists, ResonateError, Unreachable
+from resonate import codec
+from resonate.errors import (
+    EncodingError,
+    InvalidRequest,
+    PromiseAlreadyExists,
+    PromiseNotFound,
+    ResonateError,
+    Unreachable,
+)
+from resonate.render import error_of
 
 from . import exits
 from .client import Client
@@ -44,10 +56,13 @@ def read_lines(path: str) -> list[str]:
         fail(f"{path!r} is not UTF-8 text (one JSON value per line)", exits.USAGE)
 
 
-def parse(lines: list[str], func: str, path: str) -> list[tuple[str, list[Any], dict[str, Any]]]:
-    """(id, args, kwargs) per non-empty line; a usage error naming the first bad line."""
+Start = tuple[str, list[Any], dict[str, Any], str, bool]  # id, args, kwargs, where (FILE:LINE), id given
+
+
+def parse(lines: list[str], func: str, path: str) -> list[Start]:
+    """One start per non-empty line; a usage error naming the first bad line."""
     batch = secrets.token_hex(3)
-    out: list[tuple[str, list[Any], dict[str, Any]]] = []
+    out: list[Start] = []
     seen: dict[str, int] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -71,21 +86,50 @@ def parse(lines: list[str], func: str, path: str) -> list[tuple[str, list[Any], 
                 fail(f"{where}: \"id\" must be a non-empty string", exits.USAGE)
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 fail(f"{where}: \"args\" must be an array and \"kwargs\" an object", exits.USAGE)
+        given = id is not None
         id = id or f"{func}-{batch}-{n}"
         if id in seen:
             fail(f"{where}: id {id!r} is also on line {seen[id]}; each execution needs its own", exits.USAGE)
         seen[id] = n
-        out.append((id, args, kwargs))
+        out.append((id, args, kwargs, where, given))
     if not out:
         fail(f"{path}: no executions in it (one JSON value per line)", exits.USAGE)
     return out
 
 
+def other_invocation(p: Promise, func: str, args: list[Any], kwargs: dict[str, Any]) -> str | None:
+    """What ``p`` runs, if that is not ``func(*args, **kwargs)``: its id is taken by another invocation."""
+    try:
+        name, stored_args, stored_kwargs, _ = codec.decode_param(p.param)
+    except Exception:  # not an invocation at all (a plain promise, another SDK's)
+        return f"a promise that is not an invocation of {func}"
+    if (name, list(stored_args), stored_kwargs) == (func, args, kwargs):
+        return None
+    return f"{name}({codec.short_args(stored_args, stored_kwargs)}) ({p.state.lower()})"
+
+
+def refuse_taken(client: Client, func: str, starts: list[Start]) -> None:
+    """An id given in the file that another invocation holds: the same conflict (exit 5) as a single
+    invoke, before anything starts (re-running the same invocation is fine: it waits for, or prints, it)."""
+    for id, args, kwargs, where, given in starts:
+        if not given:
+            continue
+        try:
+            found = client.resonate.promises.get(id)
+        except PromiseNotFound:
+            continue
+        other = other_invocation(found, func, args, kwargs)
+        if other is not None:
+            fail(f"{where}: {id!r} is taken: it is {other}; pick another id (nothing was started)", exits.CONFLICT,
+                 kind="PromiseAlreadyExists")
+
+
 def invoke_many(client: Client, func: str, path: str, opts: dict[str, Any], no_wait: bool) -> View:
     starts = parse(read_lines(path), func, "stdin" if path == "-" else path)
+    refuse_taken(client, func, starts)
     target = client.resonate.options(**opts)
     handles = []
-    for id, args, kwargs in starts:
+    for id, args, kwargs, _, _ in starts:
         try:
             handles.append(target.begin_rpc(id, func, *args, **kwargs))
         except (TypeError, ResonateError) as bad:  # this process knows FUNC and the arguments do not fit
@@ -99,11 +143,11 @@ def invoke_many(client: Client, func: str, path: str, opts: dict[str, Any], no_w
         for id, problem in failed_starts:
             err.print(f"[red]{id}[/]: {problem}", highlight=False)
         code = max((exits.code_for(e) for _, e in failed_starts if e is not None), default=exits.OK)
-        doc = {"started": len(ids) - len(failed_starts), "failed": len(failed_starts), "ids": ids}
-        return View(doc, lambda: print("\n".join(ids)), exit=code)
+        summary = {"started": len(ids) - len(failed_starts), "failed": len(failed_starts), "ids": ids}
+        return View(summary, lambda: print("\n".join(ids)), exit=code)
     results: list[dict[str, Any]] = []
     worst = exits.OK
-    for h in handles:
+    for h, (_, args, kwargs, _, _) in zip(handles, starts, strict=True):
         error = h.future.exception()  # blocks until done; never raises the execution's error
         promise: Promise | None = None
         if not isinstance(error, PromiseAlreadyExists):  # else its id is another execution's: not ours to show
@@ -111,25 +155,29 @@ def invoke_many(client: Client, func: str, path: str, opts: dict[str, Any], no_w
                 promise = client.resonate.promises.get(h.id)
             except ResonateError:
                 promise = None
-        if promise is not None and not promise.pending:
-            state = promise.state
-            code = exits.code_for_state(state)
-            value = promise.value.json()
-        else:  # the start itself failed (a conflict on the id, the daemon gone)
-            state, value = "NOT_STARTED", {"error": str(error)}
-            code = exits.code_for(error) if error is not None else exits.ERROR
+        doc: dict[str, Any] = {"id": h.id}
+        other = other_invocation(promise, func, args, kwargs) if promise is not None else None
+        if promise is not None and not promise.pending and other is None:
+            doc.update(state=promise.state, result=promise.value.json())
+            info = error_of(promise)
+            if info is not None:
+                doc["error"] = str(info)  # Type: message, as a single invoke says it
+            code = exits.code_for_state(promise.state)
+        else:  # the start itself failed: its id taken meanwhile, the daemon gone
+            message = f"{h.id!r} is taken: it is {other}" if other is not None else str(error)
+            doc.update(state="NOT_STARTED", error=message)
+            code = exits.CONFLICT if other is not None else exits.code_for(error) if error is not None else exits.ERROR
         worst = max(worst, code)
-        results.append({"id": h.id, "state": state, "result": value})
+        results.append(doc)
     resolved = sum(r["state"] == "RESOLVED" for r in results)
 
     def human() -> None:
+        # Every execution on stdout, in the file's order: ID, STATE, then its result (JSON) or its error.
         for r in results:
-            line = f"{r['id']}\t{json.dumps(r['result'])}"
-            if r["state"] == "RESOLVED":
-                print(line)
-            else:
-                err.print(f"[red]{r['id']}[/] {r['state'].lower()}: {json.dumps(r['result'])[:200]}", highlight=False)
+            shown = json.dumps(r["result"]) if r["state"] == "RESOLVED" else r.get("error") or json.dumps(r.get("result"))
+            print(f"{r['id']}\t{r['state']}\t{shown}")
         if not json_mode():
-            err.print(f"{len(results)} executions: {resolved} resolved, {len(results) - resolved} not", highlight=False)
+            err.print(f"{len(results)} execution{'s' if len(results) != 1 else ''}: {resolved} resolved, "
+                      f"{len(results) - resolved} not", highlight=False)
 
     return View({"executions": len(results), "resolved": resolved, "results": results}, human, exit=worst)

@@ -223,7 +223,8 @@ def test_invoke_from_file_starts_one_execution_per_line(daemon: Daemon, tmp_path
     r = run(daemon, "invoke", "factorial", "--from-file", str(path))
     assert r.returncode == 0, r.stderr
     got = [line.split("\t") for line in r.stdout.splitlines()]
-    assert [json.loads(v) for _, v in got] == [math.factorial(n) for n in range(1, 201)]
+    assert [json.loads(v) for _, _, v in got] == [math.factorial(n) for n in range(1, 201)]
+    assert {state for _, state, _ in got} == {"RESOLVED"}
     assert "200 executions: 200 resolved" in r.stderr
     # From stdin: arrays, one plain value, objects with an id and kwargs; one that fails exits 7.
     stdin = '["ann"]\n"bob"\n{"id": "ff-cy", "args": ["cy"], "kwargs": {"punctuation": "?"}}\n'
@@ -235,7 +236,9 @@ def test_invoke_from_file_starts_one_execution_per_line(daemon: Daemon, tmp_path
     assert doc["results"][2] == {"id": "ff-cy", "state": "RESOLVED", "result": "hello cy?"}
     r = subprocess.run([*CLI, "invoke", "fail", "-f", "-"], input='["no"]\n', env=cli_env(daemon),
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == exits.REJECTED and "1 executions: 0 resolved" in r.stderr
+    assert r.returncode == exits.REJECTED and "1 execution: 0 resolved" in r.stderr
+    id, state, error = r.stdout.strip().split("\t")  # a failure is on stdout too, with its error's type
+    assert (state, error) == ("REJECTED", "ValueError: no"), r.stdout
 
 
 @pytest.mark.parametrize("stdin, message", [
@@ -256,3 +259,17 @@ def test_invoke_from_file_checks_every_line_before_starting_any(daemon: Daemon, 
 def test_invoke_from_file_refuses_arguments_beside_it(daemon: Daemon) -> None:
     r = run(daemon, "invoke", "factorial", "5", "--from-file", "-")
     assert r.returncode == exits.USAGE and "no ARGS, --kwarg, --id or --app" in r.stderr
+
+
+def test_invoke_from_file_refuses_an_id_another_invocation_holds(daemon: Daemon) -> None:
+    assert run(daemon, "invoke", "factorial", "4", "--id", "ff-taken").returncode == 0
+    stdin = '{"id": "ff-fresh", "args": [3]}\n{"id": "ff-taken", "args": [5]}\n'
+    r = subprocess.run([*CLI, "invoke", "factorial", "-f", "-"], input=stdin, env=cli_env(daemon),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == exits.CONFLICT, r.stderr
+    assert "stdin:2: 'ff-taken' is taken: it is factorial(4) (resolved)" in r.stderr
+    assert run(daemon, "promises", "get", "ff-fresh").returncode == exits.NOT_FOUND  # nothing was started
+    # The same invocation again is no conflict: its stored result, as for a single invoke.
+    r = subprocess.run([*CLI, "invoke", "factorial", "-f", "-"], input='{"id": "ff-taken", "args": [4]}\n',
+                       env=cli_env(daemon), capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "ff-taken\tRESOLVED\t24\n")
