@@ -6,7 +6,9 @@ Each command parses, makes one SDK call on the client ``session.using`` opens, a
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import signal
 import time
 from typing import Any
@@ -280,3 +282,23 @@ def workers(ctx: typer.Context) -> View:
         out.print(table)
 
     return View({"workers": groups, "claimed": held}, human)
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    """Docstrings are wrapped at the source's width; rich keeps their line breaks, so a terminal's own
+    wrapping cut each line again ("...when no / daemon answers, or / through..."). Each paragraph becomes
+    one line for rich to wrap; a line that starts a list item, an indented block or an example stays."""
+    for info in typer_app.registered_commands:
+        fn = info.callback
+        if fn is not None and fn.__doc__:
+            fn.__doc__ = _unwrap(inspect.cleandoc(fn.__doc__))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _unwrap_help(group.typer_instance)
+
+
+def _unwrap(text: str) -> str:
+    return re.sub(r"(?<=\S)\n(?=[^\s\-*#>|\d])(?!Example)", " ", text)
+
+
+_unwrap_help(app)
