@@ -40,12 +40,23 @@ def changes(seen: dict[str, Step], steps: list[Step]) -> list[dict[str, Any]]:
     """What happened between two reads of the tree: steps that started, finished, or changed what they do,
     in the order they happened (one read can see a step end and the next one start)."""
     keyed: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
+    # Within one millisecond the tree's order decides: a call starts before the steps it makes (its place
+    # in the tree), and ends after all of them (after the last step below it), so a step's end comes
+    # before the start of the step after it.
+    last_below = list(range(len(steps)))
+    for i in range(len(steps) - 1, -1, -1):
+        j = i + 1
+        while j < len(steps) and steps[j].depth > steps[i].depth:
+            last_below[i] = max(last_below[i], last_below[j])
+            j = last_below[j] + 1
+    position = {id(step): i for i, step in enumerate(steps)}
 
     def add(kind: str, step: Step, at: int | None) -> None:
-        if kind == "completed":  # a step ends before the call that waited on it, even in one millisecond
-            key = (at or 0, 1, -step.depth)
-        else:  # a call starts before the steps it makes
-            key = (at or 0, 0, step.depth)
+        i = position[id(step)]
+        if kind == "completed":
+            key = (at or 0, 2 * last_below[i] + 1, -step.depth)
+        else:
+            key = (at or 0, 2 * i, step.depth)
         keyed.append((key, event_of(kind, step)))
 
     for step in steps:
