@@ -72,7 +72,7 @@ from ..protocol.results import (
     TaskResult,
     Tree,
 )
-from ..store import Store
+from ..store import Store, retrying
 from .retention import Retention
 from .schedules import Schedules
 from .transitions import (
@@ -133,7 +133,11 @@ class Engine(Schedules, Workflows, Retention):
     # -- plumbing ---------------------------------------------------------------------------------
     def _run(self, fn: Callable[[int], T | _Fail], *, durable: bool = True) -> T:
         """Run ``fn(now)`` in one transaction; deliver its messages after commit; raise its error after.
-        ``durable=False`` commits without the fsync."""
+        ``durable=False`` commits without the fsync. A transaction that lost a race with another process
+        on the database (``store.Conflict``, PostgreSQL only) is run again, whole: ``store.retrying``."""
+        return retrying(lambda: self._run_once(fn, durable))
+
+    def _run_once(self, fn: Callable[[int], T | _Fail], durable: bool) -> T:
         self._outbox, self._earliest, self._touched = [], None, []
         try:
             with self.store.transaction(durable):

@@ -1,6 +1,6 @@
 """Durable storage behind one narrow interface: the verbs the engine needs, records in and out.
 
-``Store`` is a typed protocol; a backend is one module (``sqlite`` today). No backend type, row or query
+``Store`` is a typed protocol; a backend is one module (``sqlite``, ``postgres``). No backend type, row or query
 object leaves its module: callers get the frozen records of ``resonate_daemon.protocol``. A store is
 not thread-safe by itself; its one user (the engine, on the daemon's event loop, or under the local
 transport's lock) serialises every call. Every write happens inside ``transaction()``.
@@ -8,13 +8,16 @@ transport's lock) serialises every call. Every write happens inside ``transactio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from .. import errors
 from ..protocol.records import Callback, Promise, Schedule, Task
 from ..protocol.results import Collected
 
 DURABILITIES = ("full", "normal")
+T = TypeVar("T")
 
 
 class Store(Protocol):
@@ -140,11 +143,62 @@ class Store(Protocol):
 
 def open_store(path: str = ":memory:", durability: str = "full", *, read_only: bool = False) -> Store:
     """Open (creating if needed) the store at ``path``: a SQLite file, locked to this process, or
-    ``:memory:``; ``read_only``: an existing file another process holds, read without its lock, nothing
-    ever stored."""
+    ``:memory:``, or a PostgreSQL database (``postgresql://...``: its schema created or migrated, one
+    writing process at a time); ``read_only``: an existing database another process holds, read without
+    its lock, nothing ever stored. psycopg is imported only here, only for a PostgreSQL URL."""
+    if is_postgres_url(path):
+        try:
+            from .postgres import PostgresStore
+        except ImportError:
+            raise errors.StartupError('a PostgreSQL database needs psycopg 3: pip install "resonate-local[postgres]" '
+                                      '(or pip install "psycopg[binary]")') from None
+        return PostgresStore.open(path, durability, read_only=read_only)
     from .sqlite import SqliteStore
 
     return SqliteStore.open(path, durability, read_only=read_only)
+
+
+def is_postgres_url(path: str | None) -> bool:
+    """``postgresql://...`` or ``postgres://...``: a PostgreSQL database rather than a file path."""
+    return bool(path) and str(path).lower().startswith(("postgresql://", "postgres://"))
+
+
+def display_location(path: str) -> str:
+    """How a database is named to people: a file path as it is, a URL without its password."""
+    if not is_postgres_url(path):
+        return path
+    from .postgres_schema import redact
+
+    return redact(path)
+
+
+def schema_too_new(location: str, found: int, supported: int) -> errors.StartupError:
+    """The one refusal, on every backend, of a database whose schema a newer resonate made (nothing in it
+    is changed)."""
+    return errors.StartupError(f"database {location} has schema version {found}, newer than this program's "
+                               f"{supported}: a newer resonate made it; upgrade resonate to open it (nothing was "
+                               "changed)")
+
+
+class Conflict(Exception):
+    """A transaction lost a race with another one on the same rows (a unique key taken, a deadlock, a
+    serialization failure: PostgreSQL with other processes on the database). Nothing of it was kept;
+    its opener runs it again, whole: ``retrying``."""
+
+
+CONFLICT_RETRIES = 8
+
+
+def retrying(attempt: Callable[[], T]) -> T:
+    """``attempt()``, run again (up to ``CONFLICT_RETRIES`` times) while it raises ``Conflict``. The engine's
+    operations go through it: each attempt is one whole transaction, and nothing of a lost one was kept
+    (its messages are sent only after a commit)."""
+    for _ in range(CONFLICT_RETRIES - 1):
+        try:
+            return attempt()
+        except Conflict:
+            continue
+    return attempt()
 
 
 def glob_match(pattern: str | None, text: str) -> bool:
@@ -163,4 +217,5 @@ def glob_prefix(pattern: str | None) -> str | None:
     return pattern.split("*", 1)[0] if "*" in pattern else pattern
 
 
-__all__ = ["DURABILITIES", "Store", "glob_match", "glob_prefix", "open_store"]
+__all__ = ["DURABILITIES", "Conflict", "Store", "display_location", "glob_match", "glob_prefix", "is_postgres_url",
+           "open_store", "retrying", "schema_too_new"]

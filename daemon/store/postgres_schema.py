@@ -1,0 +1,207 @@
+"""The PostgreSQL backend's schema and plumbing: its URLs (recognised and redacted without psycopg), its
+migrations, the one-process-per-database lock, and PostgreSQL's errors in our terms. Used by
+``postgres.py``; only the URL helpers are used elsewhere (the daemon's configuration, the CLI), and this
+module never imports psycopg at import time, so recognising a URL loads no driver.
+
+Versions: a schema version N means the same tables, columns and indexes on both backends (``meta`` holds
+``schema_version``, as in SQLite): version 1 the tables, 2 the task's function and history columns and
+the index of call-graph tops, 3 the indexes of retention. The migrations run in one transaction under a
+transaction-level advisory lock, so two daemons starting on one new database never both create it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .. import errors
+from . import Conflict, schema_too_new
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMA_VERSION = 3
+
+# Advisory lock keys (one 64-bit space per database, shared with anything else using advisory locks:
+# ours are fixed constants mixed with the schema name, see ``lock_key``).
+MIGRATE_LOCK = 0x7265_736F_6E61_7465  # "resonate": held by the transaction that migrates
+HOLDER_LOCK = 0x7265_736F_686F_6C64  # "resohold": held by the session of the one daemon that writes
+
+
+def redact(url: str) -> str:
+    """The URL with any password (in the user part, or a ``password=`` parameter) shown as ``***``: what
+    is printed, logged and reported as the store's location."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user, _, host = netloc.rpartition("@")
+            if ":" in user:
+                user = user.split(":", 1)[0] + ":***"
+            netloc = f"{user}@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(k.lower() == "password" for k, _ in pairs):
+                query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="/")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # not even a URL: show the scheme only, never the rest (it may hold a secret)
+        return url.split("://", 1)[0] + "://***"
+
+
+def lock_key(base: int, schema: str) -> int:
+    """An advisory lock key for one schema of one database (a signed 64-bit integer)."""
+    h = 0
+    for ch in schema.encode():
+        h = (h * 131 + ch) & 0xFFFF_FFFF
+    key = (base ^ (h << 16)) & 0xFFFF_FFFF_FFFF_FFFF
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
+TOPS = "(parent_id IS NULL OR parent_id = id)"
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);
+CREATE TABLE promises (
+    id text COLLATE "C" PRIMARY KEY, state text NOT NULL, param_headers text, param_data text,
+    value_headers text, value_data text, timeout bigint NOT NULL, ikey_create text, ikey_complete text,
+    tags jsonb, root_id text COLLATE "C", parent_id text COLLATE "C", created_on bigint NOT NULL,
+    completed_on bigint);
+CREATE INDEX promises_root_id ON promises (root_id);
+CREATE INDEX promises_parent_id ON promises (parent_id);
+CREATE INDEX promises_created_on ON promises (created_on);
+CREATE INDEX promises_state_timeout ON promises (state, timeout);
+CREATE INDEX promises_tags ON promises USING gin (tags jsonb_path_ops);
+CREATE TABLE tasks (
+    id text COLLATE "C" PRIMARY KEY, counter integer NOT NULL, root_id text COLLATE "C" NOT NULL, leaf_id text,
+    type text NOT NULL, state text NOT NULL, recv text NOT NULL, process_id text, ttl bigint NOT NULL DEFAULT 0,
+    expires_at bigint NOT NULL DEFAULT 0, timeout bigint NOT NULL, attempt integer NOT NULL DEFAULT 0,
+    created_on bigint NOT NULL, completed_on bigint);
+CREATE INDEX tasks_root_id ON tasks (root_id);
+CREATE INDEX tasks_process_id ON tasks (process_id);
+CREATE INDEX tasks_state_expires_at ON tasks (state, expires_at);
+CREATE TABLE callbacks (
+    id text COLLATE "C" PRIMARY KEY, promise_id text COLLATE "C" NOT NULL, root_id text COLLATE "C" NOT NULL,
+    recv text NOT NULL, timeout bigint NOT NULL, kind text NOT NULL, created_on bigint NOT NULL);
+CREATE INDEX callbacks_promise_id ON callbacks (promise_id);
+CREATE TABLE schedules (
+    id text COLLATE "C" PRIMARY KEY, description text NOT NULL DEFAULT '', cron text NOT NULL, tags text,
+    promise_id text NOT NULL, promise_timeout bigint NOT NULL, promise_param text, promise_tags text, ikey text,
+    last_run_time bigint, next_run_time bigint NOT NULL, created_on bigint NOT NULL);
+CREATE INDEX schedules_next_run_time ON schedules (next_run_time);
+"""
+
+_V2 = f"""
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS func text, ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS claimed_on bigint, ADD COLUMN IF NOT EXISTS last_process_id text;
+CREATE INDEX IF NOT EXISTS promises_tops ON promises (created_on DESC, id DESC) WHERE {TOPS};
+"""
+
+_V3 = f"""
+CREATE INDEX IF NOT EXISTS promises_done ON promises (completed_on, id) WHERE completed_on IS NOT NULL AND {TOPS};
+CREATE INDEX IF NOT EXISTS callbacks_root_id ON callbacks (root_id);
+"""
+
+# Entry i brings the schema from version i to i + 1 (the same steps as sqlite_schema.MIGRATIONS).
+MIGRATIONS = [_V1, _V2, _V3]
+
+
+def schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The version stored in ``meta`` of the current schema (0: no tables of ours yet)."""
+    if conn.execute("SELECT to_regclass('meta')").fetchone() == (None,):
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def too_new(version: int, location: str) -> errors.StartupError:
+    return schema_too_new(location, version, SCHEMA_VERSION)
+
+
+def migrate(conn: psycopg.Connection[Any], location: str, upto: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``upto`` in one transaction (data kept); returns the version found. A schema
+    newer than this program is refused, untouched."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(MIGRATE_LOCK, current_schema(conn)),))
+        found = schema_version(conn)
+        if found > SCHEMA_VERSION:
+            raise too_new(found, location)
+        for step in MIGRATIONS[found:upto]:
+            conn.execute(step.encode())
+        if found < upto:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) "
+                         "DO UPDATE SET value = EXCLUDED.value", (str(upto),))
+    return found
+
+
+def current_schema(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT current_schema()").fetchone()
+    if row is None or row[0] is None:
+        raise errors.StartupError("the PostgreSQL search_path names no schema that exists: create it, or fix "
+                                  "the options in the URL")
+    return str(row[0])
+
+
+# -- errors ---------------------------------------------------------------------------------------
+CONFLICT_STATES = ("40001", "40P01", "23505")  # serialization_failure, deadlock_detected, unique_violation
+_PASSWORD = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
+
+
+def unreachable(location: str, exc: BaseException) -> errors.StoreGone:
+    """A connection that failed or was lost, as a 503: nothing of the request was kept; retry later."""
+    reason = _PASSWORD.sub(r"\1***", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return errors.StoreGone(f"the PostgreSQL database {location} cannot be reached ({reason}); nothing was "
+                            "written; retry once it is back")
+
+
+@contextlib.contextmanager
+def translated(location: str) -> Iterator[None]:
+    """psycopg's errors in our terms: races as ``Conflict``, a lost server as ``StoreGone``, data that
+    PostgreSQL cannot hold (a NUL character) as ``InvalidRequest``, a full disk as ``StoreFull``."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        state = getattr(exc, "sqlstate", None) or ""
+        if state in CONFLICT_STATES:
+            raise Conflict(state) from exc
+        if state == "53100":  # disk_full
+            raise errors.StoreFull(f"disk full: the PostgreSQL database {location} cannot grow; nothing was "
+                                   "written. Free some space (or `resonate gc`), then retry") from None
+        if state.startswith("22"):  # data_exception: e.g. a NUL character, which text cannot hold
+            raise errors.InvalidRequest(f"PostgreSQL cannot store this value: {str(exc).splitlines()[0]}") from None
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or state.startswith(("08", "57P")):
+            raise unreachable(location, exc) from None
+        raise
+
+
+# -- rows -----------------------------------------------------------------------------------------
+PROMISE_COLUMNS = ["id", "state", "param_headers", "param_data", "value_headers", "value_data", "timeout",
+                   "ikey_create", "ikey_complete", "tags", "root_id", "parent_id", "created_on", "completed_on"]
+TASK_COLUMNS = ["id", "counter", "root_id", "leaf_id", "type", "state", "recv", "process_id", "ttl", "expires_at",
+                "timeout", "attempt", "created_on", "completed_on", "func", "version", "claimed_on",
+                "last_process_id"]
+CALLBACK_COLUMNS = ["id", "promise_id", "root_id", "recv", "timeout", "kind", "created_on"]
+SCHEDULE_COLUMNS = ["id", "description", "cron", "tags", "promise_id", "promise_timeout", "promise_param",
+                    "promise_tags", "ikey", "last_run_time", "next_run_time", "created_on"]
+
+
+def dumps(obj: dict[str, str] | None) -> str | None:
+    return json.dumps(obj, separators=(",", ":")) if obj else None
+
+
+def loads(value: Any) -> dict[str, Any]:
+    """A JSON column: text (headers) or already decoded (JSONB tags)."""
+    if not value:
+        return {}
+    return dict(value) if isinstance(value, dict) else dict(json.loads(value))
+
+
+def like_pattern(glob: str) -> str:
+    """Our glob (only ``*`` is a wildcard) as a LIKE pattern with ``\\`` as the escape character."""
+    return "".join("%" if ch == "*" else "\\" + ch if ch in "%_\\" else ch for ch in glob)
