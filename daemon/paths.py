@@ -95,3 +95,42 @@ def socket_dir_problem(directory: str) -> str | None:
         return (f"{directory} can be written by other users (mode {stat.S_IMODE(st.st_mode):o}): they could "
                 "replace the socket")
     return None
+
+
+DB_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_db_url(db: str | None) -> bool:
+    """``postgresql://...`` or ``postgres://...`` (any case): a PostgreSQL database rather than a file."""
+    return bool(db) and str(db).lower().startswith(DB_URL_SCHEMES)
+
+
+def resolve_db(db: str | None) -> str:
+    """What ``--db`` names: a database URL as it is, a file path made absolute, the default file if none."""
+    if db and is_db_url(db):
+        return db
+    return os.path.abspath(db) if db else default_db_path()
+
+
+def display_db(db: str) -> str:
+    """How a database is named to people: a file path as it is, a URL with any password shown as ``***``
+    (in its user part or a ``password=`` parameter). What is printed, logged and reported as a location."""
+    if not is_db_url(db):
+        return db
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(db)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user, _, host = netloc.rpartition("@")
+            if ":" in user:
+                user = user.split(":", 1)[0] + ":***"
+            netloc = f"{user}@{host}"
+        query = parts.query
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="/")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # not even a URL: the scheme only, never the rest (it may hold a secret)
+        return db.split("://", 1)[0] + "://***"

@@ -13,6 +13,8 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from .. import errors
+from ..paths import display_db as display_location
+from ..paths import is_db_url as is_postgres_url
 from ..protocol.records import Callback, Promise, Schedule, Task
 from ..protocol.results import Collected
 
@@ -158,18 +160,23 @@ def open_store(path: str = ":memory:", durability: str = "full", *, read_only: b
     return SqliteStore.open(path, durability, read_only=read_only)
 
 
-def is_postgres_url(path: str | None) -> bool:
-    """``postgresql://...`` or ``postgres://...``: a PostgreSQL database rather than a file path."""
-    return bool(path) and str(path).lower().startswith(("postgresql://", "postgres://"))
+def import_peewee_without_drivers() -> None:
+    """Import peewee without letting it import psycopg (or psycopg2): when installed, peewee imports it
+    at once (about 100 ms, and a driver the SQLite store never uses). For the daemon's own process only
+    (``resonate_daemon.server`` calls it first): in a process that runs user code, an app using peewee on
+    PostgreSQL needs peewee's psycopg. ``open_store`` of a PostgreSQL URL imports psycopg itself, later."""
+    import sys
 
-
-def display_location(path: str) -> str:
-    """How a database is named to people: a file path as it is, a URL without its password."""
-    if not is_postgres_url(path):
-        return path
-    from .postgres_schema import redact
-
-    return redact(path)
+    if "peewee" in sys.modules:
+        return
+    blocked = [name for name in ("psycopg", "psycopg2") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not available" mark
+    try:
+        import peewee  # noqa: F401
+    finally:
+        for name in blocked:
+            sys.modules.pop(name, None)
 
 
 def schema_too_new(location: str, found: int, supported: int) -> errors.StartupError:

@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 
 from .. import errors
+from ..paths import display_db as redact
 from ..protocol.records import (
     CLAIMED,
     COMPLETED,
@@ -44,7 +45,6 @@ from ..protocol.records import (
     Promise,
     Schedule,
     Task,
-    Value,
 )
 from ..protocol.results import Collected
 from . import glob_match, glob_prefix
@@ -56,14 +56,17 @@ from .postgres_schema import (
     SCHEMA_VERSION,
     TASK_COLUMNS,
     TOPS,
+    callback_of,
     current_schema,
     dumps,
     like_pattern,
-    loads,
     lock_key,
     migrate,
-    redact,
+    promise_of,
+    schedule_of,
     schema_version,
+    task_of,
+    task_row,
     too_new,
     translated,
     unreachable,
@@ -567,36 +570,6 @@ class PgReader:
         for conn in conns:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
-
-
-# -- rows to records ------------------------------------------------------------------------------
-def promise_of(r: Sequence[Any]) -> Promise:
-    return Promise(id=r[0], state=r[1], param=Value(loads(r[2]), r[3]), value=Value(loads(r[4]), r[5]),
-                   timeout=r[6], idempotency_key_for_create=r[7], idempotency_key_for_complete=r[8],
-                   tags=loads(r[9]), created_on=r[12], completed_on=r[13])
-
-
-def task_of(r: Sequence[Any]) -> Task:
-    return Task(id=r[0], counter=r[1], root_promise_id=r[2], leaf_promise_id=r[3], type=r[4], state=r[5], recv=r[6],
-                process_id=r[7], ttl=r[8], expires_at=r[9], timeout=r[10], attempt=r[11], created_on=r[12],
-                completed_on=r[13], func=r[14], version=r[15] or 0, claimed_on=r[16], last_process_id=r[17])
-
-
-def task_row(t: Task) -> tuple[Any, ...]:
-    return (t.id, t.counter, t.root_promise_id, t.leaf_promise_id, t.type, t.state, t.recv, t.process_id, t.ttl,
-            t.expires_at, t.timeout, t.attempt, t.created_on, t.completed_on, t.func, t.version, t.claimed_on,
-            t.last_process_id)
-
-
-def callback_of(r: Sequence[Any]) -> Callback:
-    return Callback(id=r[0], promise_id=r[1], root_promise_id=r[2], recv=r[3], timeout=r[4], kind=r[5],
-                    created_on=r[6])
-
-
-def schedule_of(r: Sequence[Any]) -> Schedule:
-    return Schedule(id=r[0], description=r[1], cron=r[2], tags=loads(r[3]), promise_id=r[4], promise_timeout=r[5],
-                    promise_param=Value.from_json(json.loads(r[6] or "null")), promise_tags=loads(r[7]),
-                    idempotency_key=r[8], last_run_time=r[9], next_run_time=r[10], created_on=r[11])
 
 
 __all__ = ["PgReader", "PostgresStore", "unreachable"]

@@ -1,7 +1,7 @@
-"""The PostgreSQL backend's schema and plumbing: its URLs (recognised and redacted without psycopg), its
-migrations, the one-process-per-database lock, and PostgreSQL's errors in our terms. Used by
-``postgres.py``; only the URL helpers are used elsewhere (the daemon's configuration, the CLI), and this
-module never imports psycopg at import time, so recognising a URL loads no driver.
+"""The PostgreSQL backend's schema and plumbing: its migrations, the keys of its advisory locks,
+PostgreSQL's errors in our terms, and its rows as records. Used by ``postgres.py`` (and the tests); it
+imports psycopg only inside functions. Its URLs are recognised and shown without a password by
+``resonate_daemon.paths`` (``is_db_url``, ``display_db``), which loads no driver.
 
 Versions: a schema version N means the same tables, columns and indexes on both backends (``meta`` holds
 ``schema_version``, as in SQLite): version 1 the tables, 2 the task's function and history columns and
@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import errors
+from ..protocol.records import Callback, Promise, Schedule, Task, Value
 from . import Conflict, schema_too_new
 
 if TYPE_CHECKING:
@@ -30,27 +30,6 @@ SCHEMA_VERSION = 3
 # ours are fixed constants mixed with the schema name, see ``lock_key``).
 MIGRATE_LOCK = 0x7265_736F_6E61_7465  # "resonate": held by the transaction that migrates
 HOLDER_LOCK = 0x7265_736F_686F_6C64  # "resohold": held by the session of the one daemon that writes
-
-
-def redact(url: str) -> str:
-    """The URL with any password (in the user part, or a ``password=`` parameter) shown as ``***``: what
-    is printed, logged and reported as the store's location."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            user, _, host = netloc.rpartition("@")
-            if ":" in user:
-                user = user.split(":", 1)[0] + ":***"
-            netloc = f"{user}@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if any(k.lower() == "password" for k, _ in pairs):
-                query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="/")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:  # not even a URL: show the scheme only, never the rest (it may hold a secret)
-        return url.split("://", 1)[0] + "://***"
 
 
 def lock_key(base: int, schema: str) -> int:
@@ -205,3 +184,33 @@ def loads(value: Any) -> dict[str, Any]:
 def like_pattern(glob: str) -> str:
     """Our glob (only ``*`` is a wildcard) as a LIKE pattern with ``\\`` as the escape character."""
     return "".join("%" if ch == "*" else "\\" + ch if ch in "%_\\" else ch for ch in glob)
+
+
+# -- rows to records ------------------------------------------------------------------------------
+def promise_of(r: Sequence[Any]) -> Promise:
+    return Promise(id=r[0], state=r[1], param=Value(loads(r[2]), r[3]), value=Value(loads(r[4]), r[5]),
+                   timeout=r[6], idempotency_key_for_create=r[7], idempotency_key_for_complete=r[8],
+                   tags=loads(r[9]), created_on=r[12], completed_on=r[13])
+
+
+def task_of(r: Sequence[Any]) -> Task:
+    return Task(id=r[0], counter=r[1], root_promise_id=r[2], leaf_promise_id=r[3], type=r[4], state=r[5], recv=r[6],
+                process_id=r[7], ttl=r[8], expires_at=r[9], timeout=r[10], attempt=r[11], created_on=r[12],
+                completed_on=r[13], func=r[14], version=r[15] or 0, claimed_on=r[16], last_process_id=r[17])
+
+
+def task_row(t: Task) -> tuple[Any, ...]:
+    return (t.id, t.counter, t.root_promise_id, t.leaf_promise_id, t.type, t.state, t.recv, t.process_id, t.ttl,
+            t.expires_at, t.timeout, t.attempt, t.created_on, t.completed_on, t.func, t.version, t.claimed_on,
+            t.last_process_id)
+
+
+def callback_of(r: Sequence[Any]) -> Callback:
+    return Callback(id=r[0], promise_id=r[1], root_promise_id=r[2], recv=r[3], timeout=r[4], kind=r[5],
+                    created_on=r[6])
+
+
+def schedule_of(r: Sequence[Any]) -> Schedule:
+    return Schedule(id=r[0], description=r[1], cron=r[2], tags=loads(r[3]), promise_id=r[4], promise_timeout=r[5],
+                    promise_param=Value.from_json(json.loads(r[6] or "null")), promise_tags=loads(r[7]),
+                    idempotency_key=r[8], last_run_time=r[9], next_run_time=r[10], created_on=r[11])
