@@ -87,3 +87,15 @@ def engine(db_path: str, clock: ManualClock, sink: Sink) -> Iterator[Engine]:
         yield Engine(store, clock, sink=sink)
     finally:
         store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_engine(request: pytest.FixtureRequest, db_path: str, clock: ManualClock, sink: Sink) -> Iterator[Engine]:
+    """``engine`` on each backend: a SQLite file, and a fresh schema of the session's PostgreSQL. A module
+    runs its engine tests on both by defining ``engine`` as this."""
+    target = request.getfixturevalue("pg_url") if request.param == "postgres" else db_path
+    store = open_store(target)
+    try:
+        yield Engine(store, clock, sink=sink)
+    finally:
+        store.close()
