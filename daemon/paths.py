@@ -117,7 +117,7 @@ def display_db(db: str) -> str:
     (in its user part or a ``password=`` parameter). What is printed, logged and reported as a location."""
     if not is_db_url(db):
         return db
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import unquote, urlsplit
 
     try:
         parts = urlsplit(db)
@@ -127,10 +127,9 @@ def display_db(db: str) -> str:
             if ":" in user:
                 user = user.split(":", 1)[0] + ":***"
             netloc = f"{user}@{host}"
-        query = parts.query
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() == "password" for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="/")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        pieces = [p for p in parts.query.split("&") if p]
+        query = "&".join("password=***" if unquote(p.split("=", 1)[0]).lower() == "password" else p for p in pieces)
+        return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+                + (f"#{parts.fragment}" if parts.fragment else ""))
     except ValueError:  # not even a URL: the scheme only, never the rest (it may hold a secret)
         return db.split("://", 1)[0] + "://***"

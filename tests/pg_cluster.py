@@ -37,7 +37,8 @@ def find_bin_dir() -> str | None:
 class Cluster:
     """One PostgreSQL server for the session. ``admin_url``: a database where tests create theirs."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync  # False (tests): commits are not flushed to disk; True: as in production (bench)
         self.admin_url = ""
         self.base: str | None = None  # our own cluster's directory (None: an outside server)
         self.bin_dir: str | None = None
@@ -71,8 +72,9 @@ class Cluster:
         data = os.path.join(self.base, "data")
         self._run([self._bin("initdb"), "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
                    "--no-sync", "--no-instructions"])
-        opts = (f"-c listen_addresses='' -k {self.base} -c fsync=off -c full_page_writes=off "
-                "-c max_connections=200 -c shared_buffers=32MB")
+        opts = f"-c listen_addresses='' -k {self.base} -c max_connections=200 -c shared_buffers=32MB"
+        if not self.fsync:
+            opts += " -c fsync=off -c full_page_writes=off"
         self._run([self._bin("pg_ctl"), "-D", data, "-l", os.path.join(self.base, "log"), "-w", "-t", "60",
                    "-o", opts, "start"])
         self.admin_url = f"postgresql://postgres@/postgres?host={quote(self.base, safe='/')}"

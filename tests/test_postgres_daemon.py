@@ -89,6 +89,16 @@ def test_serve_invoke_sigkill_restart_on_postgres(served: Daemon) -> None:
         wait_connected(served, "default")  # the worker found the daemon again by itself
         r = cli(served, "invoke", "pipeline", "7", "--id", "pg-2")
         assert (r.returncode, r.stdout) == (0, "85\n"), r.stderr
+
+        # A search by glob and by tag runs off the daemon's loop, on its own connections (PgReader).
+        found = json.loads(cli(served, "promises", "search", "pg-*", "--json").stdout)["promises"]
+        assert sorted(p["id"] for p in found if p["id"] in ("pg-1", "pg-2")) == ["pg-1", "pg-2"]
+        tagged = json.loads(cli(served, "promises", "list", "--tag", "resonate:root=pg-2", "--json").stdout)
+        assert len(tagged["promises"]) == 4  # the workflow and its three steps
+        # Retention through the daemon: both finished workflows go, whole.
+        gone = cli(served, "gc", "--older-than", "0s", "--json")
+        assert gone.returncode == 0 and json.loads(gone.stdout)["promises"] == 8, gone.stdout + gone.stderr
+        assert json.loads(cli(served, "promises", "list", "--json").stdout)["promises"] == []
     finally:
         worker.terminate()
         assert worker.wait(timeout=15) == 0, worker.stderr.read() if worker.stderr else ""

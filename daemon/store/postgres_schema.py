@@ -152,7 +152,7 @@ def translated(location: str) -> Iterator[None]:
         if state == "53100":  # disk_full
             raise errors.StoreFull(f"disk full: the PostgreSQL database {location} cannot grow; nothing was "
                                    "written. Free some space (or `resonate gc`), then retry") from None
-        if state.startswith("22"):  # data_exception: e.g. a NUL character, which text cannot hold
+        if state.startswith("22") or isinstance(exc, psycopg.DataError):  # e.g. a NUL, which text cannot hold
             raise errors.InvalidRequest(f"PostgreSQL cannot store this value: {str(exc).splitlines()[0]}") from None
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or state.startswith(("08", "57P")):
             raise unreachable(location, exc) from None
