@@ -114,3 +114,14 @@ def test_a_url_is_kept_as_given_and_a_path_made_absolute() -> None:
 def test_a_bad_url_is_refused_by_the_configuration(db: str, says: str) -> None:
     with pytest.raises(errors.InvalidRequest, match=says):
         ServeConfig.resolve(socket="/tmp/rs/d.sock", db=db, env={})
+
+
+def test_without_psycopg_a_postgres_url_says_what_to_install(pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys\nsys.modules['psycopg'] = None  # as if it were not installed\n"
+             "from resonate_daemon import errors\nfrom resonate_daemon.store import open_store\n"
+             "try:\n    open_store(sys.argv[1])\nexcept errors.StartupError as exc:\n    print(exc)\n")
+    r = subprocess.run([sys.executable, "-c", probe, pg_url], capture_output=True, text=True, timeout=60)
+    assert "needs psycopg 3: pip install" in r.stdout, r.stderr

@@ -86,9 +86,11 @@ _OUT = (CLAIMED, ENQUEUED)
 def connect(url: str, location: str) -> psycopg.Connection[Any]:
     """An autocommit connection, named for ``pg_stat_activity`` (and for the message that says who holds
     a database); a bad URL or an unreachable server is one clear error, never with the password."""
+    options: dict[str, Any] = {"application_name": f"resonate pid {os.getpid()} on {socket.gethostname()}"[:63]}
+    if "connect_timeout" not in url:  # the URL's own, if it has one; else 10 s, not libpq's forever
+        options["connect_timeout"] = 10
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10,
-                               application_name=f"resonate pid {os.getpid()} on {socket.gethostname()}"[:63])
+        return psycopg.connect(url, autocommit=True, **options)
     except psycopg.ProgrammingError as exc:  # the URL itself: an unknown option, a bad value
         raise errors.InvalidRequest(f"bad PostgreSQL URL {location}: {_scrub(str(exc), url)}") from None
     except psycopg.Error as exc:

@@ -131,10 +131,11 @@ _PASSWORD = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
 
 
 def unreachable(location: str, exc: BaseException) -> errors.StoreGone:
-    """A connection that failed or was lost, as a 503: nothing of the request was kept; retry later."""
+    """A connection that failed or was lost, as a 503: the request was not acknowledged (a transaction whose
+    COMMIT was under way may or may not be stored; one before it is not); retry later."""
     reason = _PASSWORD.sub(r"\1***", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-    return errors.StoreGone(f"the PostgreSQL database {location} cannot be reached ({reason}); nothing was "
-                            "written; retry once it is back")
+    return errors.StoreGone(f"the PostgreSQL database {location} cannot be reached ({reason}); the request "
+                            "was not acknowledged: retry once it is back")
 
 
 @contextlib.contextmanager
