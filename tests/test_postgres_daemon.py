@@ -75,6 +75,7 @@ def test_serve_invoke_sigkill_restart_on_postgres(served: Daemon) -> None:
         assert (r.returncode, r.stdout) == (0, "55\n"), r.stderr  # ((4 + 1) * 10) + 5
         s = status(served)
         assert str(s["db"]).startswith("postgresql://postgres:***@") and SECRET not in json.dumps(s)
+        embedded_beside_the_daemon(served)
         before = json.loads(cli(served, "tree", "pg-1", "--json").stdout)
         assert len(before["children"]) == 3
 
@@ -106,6 +107,25 @@ def test_serve_invoke_sigkill_restart_on_postgres(served: Daemon) -> None:
             worker.stderr.close()
     served.stop()
     assert SECRET not in served.stderr() and "(db postgresql://postgres:***@" in served.stderr()
+
+
+def embedded_beside_the_daemon(served: Daemon) -> None:
+    """The CLI with ``--db URL`` and no daemon at its socket: a read reads a snapshot beside the daemon that
+    holds the database; a write is refused, saying who holds it; the password shows nowhere."""
+    alone = {k: v for k, v in env_for(served).items() if k != "RESONATE_SOCKET"}
+    alone["XDG_RUNTIME_DIR"] = served.dir  # its default socket is there, and nothing answers it
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, "--db", served.db, *args], env=alone, capture_output=True, text=True,
+                              timeout=60)
+
+    read = run("promises", "get", "pg-1", "--json")
+    assert read.returncode == 0 and json.loads(read.stdout)["state"] == "RESOLVED", read.stderr
+    human = run("promises", "get", "pg-1")
+    assert human.returncode == 0 and "embedded store at postgresql://postgres:***@" in human.stderr, human.stderr
+    write = run("promises", "create", "from-the-side")
+    assert write.returncode != 0 and "in use by another process (resonate pid" in write.stderr, write.stderr
+    assert SECRET not in read.stdout + human.stdout + human.stderr + write.stdout + write.stderr and "Traceback" not in write.stderr
 
 
 def test_a_second_daemon_on_the_same_database_is_refused(served: Daemon) -> None:
