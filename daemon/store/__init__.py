@@ -28,20 +28,22 @@ class Store(Protocol):
 
     @property
     def location(self) -> str:
-        """Where the data lives, for people (a file path, ``:memory:``)."""
+        """Where the data lives, for people (a file path, ``:memory:``, a URL with its password as ``***``)."""
         ...
 
     def transaction(self, durable: bool = True) -> AbstractContextManager[None]:
         """One write transaction. ``durable=False`` may skip the flush to disk for a write whose loss on
-        power failure is harmless; commits stay in order."""
+        power failure is harmless; commits stay in order. On a backend shared with other processes
+        (PostgreSQL) it may raise ``Conflict``: nothing of it was kept, and its opener runs it again."""
         ...
 
     def problem(self) -> str | None:
-        """What is wrong with the store now (its file deleted or replaced while open), or None."""
+        """What is wrong with the store now (its file deleted or replaced while open, its server out of
+        reach), or None."""
         ...
     def data_version(self) -> int:
-        """A number that changes when another process commits to the store (how a read-only reader of a
-        file notices writes it cannot be told of)."""
+        """A number that changes when another process commits to the store (how a read-only reader
+        notices writes it cannot be told of; on PostgreSQL it may change for commits of other databases)."""
         ...
     def close(self) -> None: ...
 
@@ -64,8 +66,9 @@ class Store(Protocol):
                         limit: int, cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
         ...
     def reader(self) -> Any:
-        """A ``search.Reader`` that runs searches off the caller's thread on its own connections, or None
-        when the store has a single connection (in memory)."""
+        """A ``search.Reader`` (or one with its interface: ``pool``, ``search_promises``, ``close``) that
+        runs searches off the caller's thread on its own connections, or None when the store has a single
+        connection (in memory)."""
         ...
 
     def timed_out_promises(self, now: int, limit: int) -> list[Promise]:
@@ -136,10 +139,12 @@ class Store(Protocol):
         ...
     def reclaim(self, pages: int) -> tuple[int, bool]:
         """Give up to ``pages`` free pages of the file back, in its own transaction: (bytes, whether free
-        pages remain). 0 where the backend cannot (memory)."""
+        pages remain). 0 where the backend cannot or does not (memory; PostgreSQL, whose autovacuum keeps
+        the space for reuse)."""
         ...
     def size(self) -> int:
-        """Bytes the store takes on disk (for a file: it and its write-ahead log)."""
+        """Bytes the store takes on disk (for a file: it and its write-ahead log; on PostgreSQL: its
+        tables and their indexes)."""
         ...
 
 
