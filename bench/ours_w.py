@@ -376,7 +376,8 @@ def w6_daemon(steps: int, store: Path) -> dict[str, Any]:
 
 def worker(sock: str) -> int:
     """``--worker SOCK``: a worker of group ``bench`` until SIGTERM."""
-    r = Resonate.remote(group=GROUP, socket=sock)
+    # BENCH_WORKER_THREADS: executions at once per worker process (W7: 8 each, 16 in all, as DBOS's queue)
+    r = Resonate.remote(group=GROUP, socket=sock, workers=int(os.environ.get("BENCH_WORKER_THREADS", "4")))
     register(r)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -198,15 +198,19 @@ class Execution:
             # A local frame with a timeout earlier than the root's: its timing out must wake us too.
             waiting += [pid for pid in self.waiters if pid in self.local_frames
                         and self.local_frames[pid].timeout < self.root.timeout]
-            progressed = False
-            for pid in waiting:
-                reg = self.t.call(CreateCallback(pid, self.root.id, self.root.timeout, self.recv))
-                if not reg.promise.pending:
-                    self.settle(pid, codec.outcome(reg.promise.state, reg.promise.value, pid))
-                    progressed = True
-            if progressed:
+            # One request: the deferred settles, a callback per promise we wait on, the task's completion.
+            callbacks = tuple(CreateCallback(pid, self.root.id, self.root.timeout, self.recv) for pid in waiting)
+            try:
+                suspension = self.t.suspend(callbacks)
+            except TaskFenced:
+                raise
+            except ResonateError as exc:  # the task is done (its root completed meanwhile): nothing to wait for
+                log.debug("suspend task %s: %s", self.task.id, exc)
+                return Suspended(waiting)
+            if not suspension.suspended:  # some are complete already: go on with them
+                for p in suspension.ready:
+                    self.settle(p.id, codec.outcome(p.state, p.value, p.id))
                 continue
-            self.complete_task()
             return Suspended(waiting)
 
     # -- frames -----------------------------------------------------------------------------------
@@ -411,6 +415,13 @@ class Execution:
         if attempts > 1:
             history[codec.ATTEMPTS_HEADER] = str(attempts)
         encoded = codec.stamp(encoded, history)
+        if not run.stored and id.startswith(self.prefix):
+            # Nobody else can create a promise in our namespace while we hold the task: its settle goes
+            # with our next write (Fenced.defer), and the value is the one we have.
+            self.t.defer(SettleStep(id, run.timeout, state, encoded, EMPTY, run.tags))
+            self.known[id] = (ok, value)
+            self.deliver(frame, call)
+            return
         if not run.stored:
             saved = self.t.call(SettleStep(id, run.timeout, state, encoded, EMPTY, run.tags)).promise
         else:
@@ -503,8 +514,10 @@ class Execution:
         """A durable frame's or the root's outcome, with the worker that completed it."""
         return codec.stamp(encoded, {codec.WORKER_HEADER: self.worker}) if self.worker else encoded
 
-    def complete(self, id: str, state: str, value: Any) -> Record:
+    def complete(self, id: str, state: str, value: Any, *, root: bool = False) -> Record:
         try:
+            if root:  # with the deferred settles, in one request (FulfillTask)
+                return self.t.fulfill(CompletePromise(id, state, value, id)).promise
             return self.t.call(CompletePromise(id, state, value, id)).promise
         except TaskFenced:
             raise  # not ours to complete any more: the execution stops
@@ -514,7 +527,7 @@ class Execution:
 
     def finish_root(self, ok: bool, value: Any) -> Outcome:
         state, encoded, ok, value = self.encode_outcome(ok, value)
-        saved = self.complete(self.root.id, state, self.stamped(encoded))
+        saved = self.complete(self.root.id, state, self.stamped(encoded), root=True)
         if saved.state != state or saved.idempotency_key_for_complete != self.root.id:
             ok, value = codec.outcome(saved.state, saved.value, self.root.id)
         return ok, value

@@ -15,7 +15,18 @@ import threading
 import time
 from typing import Any, TypeVar
 
-from resonate_daemon.protocol import CompleteTask, DropTask, Heartbeat, Op
+from resonate_daemon.protocol import (
+    CompletePromise,
+    CompleteTask,
+    CreateCallback,
+    DropTask,
+    FulfillTask,
+    Heartbeat,
+    Op,
+    SettleStep,
+    SuspendTask,
+)
+from resonate_daemon.protocol.results import Completed, Suspension
 
 from .transport import Transport
 
@@ -43,7 +54,13 @@ class Lease:
 
 
 class Fenced:
-    """The transport as one execution sees it: its writes carry its task's fence."""
+    """The transport as one execution sees it: its writes carry its task's fence.
+
+    It also holds back the settle of a step that just ended (``defer``) until the execution's next write,
+    next step, or end, and sends it with that: with the root's completion (``fulfill``) or the task's
+    suspension (``suspend``) in one request, otherwise alone just before. Only the workflow's own code
+    runs meanwhile, which a replay runs again anyway, so at most the step in flight re-runs after a crash.
+    """
 
     def __init__(self, transport: Transport, task_id: str, counter: int, process_id: str | None, lease: Lease) -> None:
         self.t = transport
@@ -51,6 +68,30 @@ class Fenced:
         self.process_id = process_id
         self.lease = lease
         self.in_process = transport.in_process
+        self.deferred: list[SettleStep] = []
+
+    def defer(self, op: SettleStep) -> None:
+        self.deferred.append(op)
+
+    def flush(self) -> None:
+        """Send the deferred settles, oldest first (each is kept until its answer came)."""
+        while self.deferred:
+            self.t.call(self.deferred[0], fence=self.fence)
+            self.deferred.pop(0)
+
+    def fulfill(self, complete: CompletePromise) -> Completed:
+        """The deferred settles and the root's completion, in one request (it completes the task)."""
+        result: Completed = self.t.call(FulfillTask(tuple(self.deferred), complete), fence=self.fence)
+        self.deferred.clear()
+        return result
+
+    def suspend(self, callbacks: tuple[CreateCallback, ...]) -> Suspension:
+        """The deferred settles, a resume callback per promise waited on, and the task's completion (unless
+        one of them is already complete: see ``Suspension.ready``), in one request."""
+        op = SuspendTask(self.fence[0], self.fence[1], tuple(self.deferred), callbacks)
+        result: Suspension = self.t.call(op, fence=self.fence)
+        self.deferred.clear()
+        return result
 
     @property
     def where(self) -> str:
@@ -60,12 +101,16 @@ class Fenced:
         return self.t.now()
 
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
-        if op.METHOD == "GET" or isinstance(op, (CompleteTask, DropTask)):  # type: ignore[attr-defined]
-            return self.t.call(op)  # reads; and task ops, which carry their own counter
-        return self.t.call(op, fence=fence or self.fence)
+        if op.METHOD == "GET":  # type: ignore[attr-defined]
+            return self.t.call(op)  # reads
+        self.flush()
+        held = isinstance(op, (CompleteTask, DropTask))  # task ops carry their own counter
+        return self.t.call(op, fence=None if held else fence or self.fence)
 
     def before_step(self) -> None:
-        """Raise TaskFenced, before any user code runs, if this execution's task may have moved on."""
+        """Send the deferred settles (a step starts only once the ones before it are durable); raise
+        TaskFenced, before any user code runs, if this execution's task may have moved on."""
+        self.flush()
         if self.lease.fresh() or not self.process_id:
             return
         started = time.monotonic()

@@ -27,14 +27,16 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from resonate_daemon import errors
 from resonate_daemon.paths import default_socket_path, peer_uid, read_token_file, trusted_uid
-from resonate_daemon.protocol import Op
+from resonate_daemon.protocol import ClaimTask, CreateAndSubscribe, Op
 from resonate_daemon.protocol.records import Message
 from resonate_daemon.protocol.wire import NOW_HEADER, fence_header, poll_path
 
+from .starts import Done, Starter
 from .transport import OnMessage
 
 log = logging.getLogger("resonate")
@@ -203,6 +205,10 @@ class RemoteTransport:
         self._stream: threading.Thread | None = None
         self._stream_conn: http.client.HTTPConnection | None = None
         self.connected = threading.Event()
+        self._starter: Starter | None = None  # made by the first start_soon
+        self._pid: str | None = None  # the push stream's process id and lease (connect)
+        self._lease_ms: int | None = None
+        self._starter_lock = threading.Lock()
         # Until the daemon's first answer says its time, ours (epoch ms on the monotonic clock's pace).
         self._offset = time.time_ns() // 1_000_000 - time.monotonic_ns() // 1_000_000
 
@@ -220,7 +226,20 @@ class RemoteTransport:
             self._offset = int(value) - time.monotonic_ns() // 1_000_000
 
     # -- requests ---------------------------------------------------------------------------------
+    def start_soon(self, op: CreateAndSubscribe, done: Done) -> None:
+        """Send a start in the background, batched with the others queued (``starts.py``)."""
+        with self._starter_lock:
+            if self._starter is None:
+                self._starter = Starter(self._call)
+        self._starter.submit(op, done)
+
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
+        starter = self._starter
+        if starter is not None and starter.owes():  # no request overtakes the starts queued before it
+            starter.flush()
+        return self._call(op, fence)
+
+    def _call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         req = op.request()
         headers = {**self._headers, **req.headers}
         if fence is not None:
@@ -286,6 +305,8 @@ class RemoteTransport:
         return response.status, raw
 
     def close(self) -> None:
+        if self._starter is not None:
+            self._starter.flush()
         self._closing.set()
         conn = self._stream_conn
         if conn is not None and conn.sock is not None:
@@ -299,12 +320,14 @@ class RemoteTransport:
 
     # -- push stream ------------------------------------------------------------------------------
     def connect(self, group: str, pid: str, on_message: OnMessage,
-                functions: dict[str, list[int]] | None = None) -> None:
+                functions: dict[str, list[int]] | None = None, lease_ms: int | None = None) -> None:
         """Open the push stream (in its own thread, which reconnects by itself), announcing the functions
-        this worker runs; Unreachable if it is not up within ``retry_for`` seconds."""
+        this worker runs (and with ``lease_ms``, asking for its tasks claimed for it with that lease);
+        Unreachable if it is not up within ``retry_for`` seconds."""
         if self._stream is not None:
             return
-        target = self._prefix + poll_path(group, pid, functions)
+        self._pid, self._lease_ms = pid, lease_ms
+        target = self._prefix + poll_path(group, pid, functions, lease_ms)
         self._stream = threading.Thread(target=self._listen, args=(target, on_message),
                                         name="resonate-poll", daemon=True)
         self._stream.start()
@@ -362,10 +385,15 @@ class RemoteTransport:
                 if line.startswith(b"data:"):
                     self._dispatch(line[5:].strip(), on_message)
 
-    @staticmethod
-    def _dispatch(text: bytes, on_message: OnMessage) -> None:
+    def _dispatch(self, text: bytes, on_message: OnMessage) -> None:
         try:
-            message = Message.from_json(json.loads(text))
+            obj = json.loads(text)
+            message = Message.from_json(obj)
+            if isinstance(obj.get("claimed"), dict) and message.task is not None:  # claimed for us (lease_ms)
+                self._saw_clock(str(obj["claimed"].get("now")))
+                t = message.task
+                claim = ClaimTask(t.id, t.counter, self._pid or "?", self._lease_ms or 1, graph=True)
+                message = replace(message, claimed=claim.result(201, obj["claimed"]))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignored a push message I cannot read (%s): %.200r", exc, text)
             return

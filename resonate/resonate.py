@@ -30,6 +30,7 @@ from resonate_daemon.protocol.records import (
 from resonate_daemon.protocol.results import (
     Claimed,
     Collected,
+    Created,
     Status,
 )
 
@@ -191,7 +192,8 @@ class Resonate:
         self._runtime.start()
 
     def stop(self) -> None:
-        """Stop: heartbeats first, so the store can hand unfinished work to another process."""
+        """Stop: heartbeats first, so the store can hand unfinished work to another process (the starts
+        ``begin_rpc`` queued are sent before the transport closes)."""
         self._runtime.stop()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -280,12 +282,19 @@ class Resonate:
                 TAG_FUNC: name}
         try:
             param = codec.encode_param(name, args, kwargs, version)
-            created = self._transport.call(CreateAndSubscribe(id, timeout, self._pid, self._runtime.unicast, param,
-                                                              tags, opts.ikey(id), subscription_timeout=FOREVER))
-            self._runtime.settle_promise(created.promise)
+            op = CreateAndSubscribe(id, timeout, self._pid, self._runtime.unicast, param, tags, opts.ikey(id),
+                                    subscription_timeout=FOREVER)
+            # On a daemon, sent in the background with the starts queued beside it (starts.py).
+            self._transport.start_soon(op, functools.partial(self._started, id))
         except BaseException as exc:
             self._runtime.settle_handles(id, (False, exc))
         return Handle(id, fut)
+
+    def _started(self, id: str, created: Created | BaseException) -> None:
+        if isinstance(created, BaseException):
+            self._runtime.settle_handles(id, (False, created))
+        else:
+            self._runtime.settle_promise(created.promise)
 
     def schedule(self, name: str, cron: str, func: Callable[..., Any] | str, *args: Any,
                  **kwargs: Any) -> Schedule:

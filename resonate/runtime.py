@@ -66,7 +66,7 @@ class Runtime:
         self._heartbeat = threading.Thread(target=self._beat, name="resonate-heartbeat", daemon=True)
         self._heartbeat.start()
         try:
-            self.transport.connect(self.group, self.pid, self.on_message, self.registry.announced())
+            self.transport.connect(self.group, self.pid, self.on_message, self.registry.announced(), self.ttl_ms)
         except BaseException:
             self.stop()  # nothing answers: release the pool, the heartbeat thread and the transport
             raise
@@ -125,6 +125,9 @@ class Runtime:
                 self.settle_promise(message.promise)
             return
         task = message.task
+        if message.claimed is not None:  # claimed for us by the daemon: run it, or give it straight back
+            self._run_claimed(message.claimed)
+            return
         if task is not None and task.id in self._lacking:
             return
         if task is not None and task.func is not None and not self.registry.has(task.func, task.version):
@@ -138,6 +141,20 @@ class Runtime:
                 self._pool.submit(self._take, message.task)
             except RuntimeError:  # pool shut down while stopping
                 pass
+
+    def _run_claimed(self, claimed: Claimed) -> None:
+        task = claimed.task
+        if self._pool is None or self.stopping.is_set() or (
+                task.func is not None and not self.registry.has(task.func, task.version)):
+            try:  # not here (stopping, or a function this process lacks): back for another worker at once
+                self.transport.call(DropTask(task.id, task.counter))
+            except ResonateError as exc:
+                log.debug("drop %s@%d: %s", task.id, task.counter, exc)
+            return
+        try:
+            self.submit(claimed)
+        except RuntimeError:  # the pool shut down while stopping: the stream's close gives the task back
+            pass
 
     def _take(self, task: Task) -> None:
         try:

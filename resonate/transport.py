@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from resonate_daemon.protocol import Op
+from resonate_daemon.protocol import CreateAndSubscribe, Created, Op
 from resonate_daemon.protocol.records import Message
 
 R = TypeVar("R")
@@ -34,10 +34,16 @@ class Transport(Protocol):
         that counter (``TaskFenced`` otherwise), checked atomically with the operation."""
         ...
 
+    def start_soon(self, op: CreateAndSubscribe, done: Callable[[Created | BaseException], None]) -> None:
+        """Carry out a start now or soon (a daemon: in the background, batched with others) and hand its
+        answer or error to ``done``; no later call of this transport overtakes it."""
+        ...
+
     def connect(self, group: str, pid: str, on_message: OnMessage,
-                functions: dict[str, list[int]] | None = None) -> None:
+                functions: dict[str, list[int]] | None = None, lease_ms: int | None = None) -> None:
         """Receive the messages for ``group``/``pid`` (tasks, notifications) until ``close``; a daemon
-        sends only tasks of the ``functions`` announced (name -> versions; None: any)."""
+        sends only tasks of the ``functions`` announced (name -> versions; None: any), and with
+        ``lease_ms`` sends them claimed for ``pid`` (``Message.claimed``; a transport may ignore it)."""
         ...
 
     def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:

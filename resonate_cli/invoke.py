@@ -22,6 +22,7 @@ from resonate.handle import Handle
 from . import exits
 from .client import Client
 from .history import steps_of
+from .invoke_many import invoke_many
 from .output import View, err, fail, json_mode, out, output
 from .render import error_of, print_error, promise_doc
 from .session import APP_HELP, import_app, parse_duration, parse_tags, parse_value, using
@@ -34,6 +35,8 @@ Examples:
   resonate invoke factorial 5 --app examples/factorial.py     # embedded: prints 120
 
   resonate invoke approve_order '{"id": 7}' --id order-7 --no-wait   # through a daemon: prints order-7
+
+  seq 1000 | resonate invoke double --from-file -              # 1,000 executions, one line each
 """
 
 
@@ -59,6 +62,10 @@ def invoke(
     app: str = typer.Option(None, "--app", "-a", help=APP_HELP + " Needed without a daemon."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Print the id and return; do not wait for the result."),
     queue: bool = typer.Option(False, "--queue", help="Through a daemon: wait even if no connected worker has FUNC."),
+    from_file: str = typer.Option(None, "--from-file", "-f", metavar="FILE",
+                                  help="Start one execution per line of FILE ('-': stdin), through a daemon: "
+                                       'each line a JSON array of arguments, {"id", "args", "kwargs"}, or one '
+                                       "value. Prints ID<TAB>RESULT per line."),
 ) -> View:
     """Invoke FUNC durably and print its result (JSON).
 
@@ -70,6 +77,9 @@ def invoke(
     """
     if target and group:
         fail("give --target or --group, not both", exits.USAGE)
+    if from_file is not None and (args or kwarg or id or app):
+        fail("--from-file gives the arguments and ids of every execution: no ARGS, --kwarg, --id or --app with it",
+             exits.USAGE)
     secs = parse_duration(timeout)
     kwargs: dict[str, Any] = {k: parse_value(v) for k, v in parse_tags(kwarg).items()}
     values = [parse_value(a) for a in (args or [])]
@@ -78,6 +88,9 @@ def invoke(
     where = target or (f"poll://any@{group}" if group else None)
     here = module is not None  # your code, run by this process
     with using(ctx, app=module, worker_group=(group_of(where) if where else WORKER_GROUP) if here else None) as client:
+        if from_file is not None:
+            return _from_file(client, func, from_file, where, {"timeout": secs, "version": version or None},
+                              no_wait, queue)
         existing = _existing(client, pid, func, values, kwargs)
         if existing is not None and not existing.pending:
             return View(existing.to_json(), lambda: print(pid)) if no_wait else report(existing)
@@ -115,6 +128,24 @@ def invoke(
             promise = client.resonate.promises.get(pid)
             return View(promise.to_json(), lambda: print(pid))
         return finish(client, handle, func, where or "default")
+
+
+def _from_file(client: Client, func: str, path: str, where: str | None, opts: dict[str, Any], no_wait: bool,
+               queue: bool) -> View:
+    if not client.daemon:
+        fail(f"--from-file starts executions for a daemon's workers, and no daemon answers at "
+             f"{client.target.socket_path}; start one: resonate serve", exits.UNREACHABLE, kind="Unreachable")
+    opts["target"] = where or "default"
+    group = group_of(opts["target"])
+    status = client.status()
+    if not status.has_function(group, func):
+        message = no_worker(status, group, func)
+        if not (no_wait or queue):
+            fail(message + "; start one (resonate worker APP --group GROUP), or --queue to wait for one",
+                 exits.NOT_FOUND, kind="NoWorker")
+        if not json_mode():
+            err.print(f"[yellow]note:[/] {message}; they wait until one connects", highlight=False)
+    return invoke_many(client, func, path, opts, no_wait)
 
 
 def _existing(client: Client, id: str, func: str, args: list[Any], kwargs: dict[str, Any]) -> Promise | None:

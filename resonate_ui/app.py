@@ -94,7 +94,7 @@ class Ui:
         pattern = "*" + "".join(f"[{c}]" if c in "*?[]" else c for c in search) + "*"
         op = SearchPromises(pattern, None, {}, 500, None)
         if self.state.reader is not None:
-            page = await search_off_loop(self.engine, self.state.reader, op)
+            page = await search_off_loop(self.engine, self.state.batch, self.state.reader, op)
         else:
             page = self.transport.call(op)
         roots = [p for p in page.items if TAG_INVOKE in p.tags and TAG_PARENT not in p.tags][:PAGE]

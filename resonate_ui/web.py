@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from resonate_daemon.core.engine import Engine
-from resonate_daemon.protocol import Op
+from resonate_daemon.protocol import CreateAndSubscribe, Created, Op
 from resonate_daemon.protocol.records import Message, Promise, Value
 from resonate_daemon.server.api import token_ok
 from starlette.requests import Request
@@ -47,8 +47,16 @@ class EngineTransport:
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         return op.run(self.engine)
 
+    def start_soon(self, op: CreateAndSubscribe, done: Callable[[Created | BaseException], None]) -> None:
+        try:
+            created = op.run(self.engine)
+        except Exception as exc:
+            done(exc)
+        else:
+            done(created)
+
     def connect(self, group: str, pid: str, on_message: Callable[[Message], None],
-                functions: dict[str, list[int]] | None = None) -> None:
+                functions: dict[str, list[int]] | None = None, lease_ms: int | None = None) -> None:
         raise NotImplementedError("the UI takes no tasks")
 
     def watch(self, id: str, notify: Callable[[], None]) -> Callable[[], None]:

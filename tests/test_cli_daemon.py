@@ -8,6 +8,7 @@ in the worker process.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -213,3 +214,45 @@ def test_embedded_mode_says_so_and_status_exits_4(short_dir: str) -> None:
     r = CliRunner().invoke(app, ["status", "--json"], env=env)
     assert r.exit_code == exits.UNREACHABLE and json.loads(r.stdout)["mode"] == "embedded"
     assert "embedded store" not in r.stderr  # --json: stderr is for the error document only
+
+
+def test_invoke_from_file_starts_one_execution_per_line(daemon: Daemon, tmp_path: Any) -> None:
+    lines = [json.dumps([n]) for n in range(1, 201)] + ['{"id": "ff-greet", "args": ["x"]}']
+    path = tmp_path / "starts.jsonl"
+    path.write_text("\n".join(lines[:200]) + "\n\n")  # a blank line is skipped
+    r = run(daemon, "invoke", "factorial", "--from-file", str(path))
+    assert r.returncode == 0, r.stderr
+    got = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [json.loads(v) for _, v in got] == [math.factorial(n) for n in range(1, 201)]
+    assert "200 executions: 200 resolved" in r.stderr
+    # From stdin: arrays, one plain value, objects with an id and kwargs; one that fails exits 7.
+    stdin = '["ann"]\n"bob"\n{"id": "ff-cy", "args": ["cy"], "kwargs": {"punctuation": "?"}}\n'
+    r = subprocess.run([*CLI, "invoke", "greet", "-f", "-", "--json"], input=stdin, env=cli_env(daemon),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert (doc["executions"], doc["resolved"]) == (3, 3)
+    assert doc["results"][2] == {"id": "ff-cy", "state": "RESOLVED", "result": "hello cy?"}
+    r = subprocess.run([*CLI, "invoke", "fail", "-f", "-"], input='["no"]\n', env=cli_env(daemon),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == exits.REJECTED and "1 executions: 0 resolved" in r.stderr
+
+
+@pytest.mark.parametrize("stdin, message", [
+    ('[1]\nnot json\n', "stdin:2: not JSON"),
+    ('{"id": "a"}\n{"id": "a"}\n', "stdin:2: id 'a' is also on line 1"),
+    ('{"args": 5}\n', "stdin:1: \"args\" must be an array"),
+    ('{"ids": 5}\n', "stdin:1: unknown key(s) 'ids'"),
+    ('\n\n', "stdin: no executions in it"),
+])
+def test_invoke_from_file_checks_every_line_before_starting_any(daemon: Daemon, stdin: str, message: str) -> None:
+    before = json.loads(run(daemon, "promises", "list", "--limit", "1000", "--json").stdout)
+    r = subprocess.run([*CLI, "invoke", "factorial", "-f", "-"], input=stdin, env=cli_env(daemon),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == exits.USAGE and message in r.stderr, r.stderr
+    assert json.loads(run(daemon, "promises", "list", "--limit", "1000", "--json").stdout) == before  # nothing stored
+
+
+def test_invoke_from_file_refuses_arguments_beside_it(daemon: Daemon) -> None:
+    r = run(daemon, "invoke", "factorial", "5", "--from-file", "-")
+    assert r.returncode == exits.USAGE and "no ARGS, --kwarg, --id or --app" in r.stderr

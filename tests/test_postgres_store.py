@@ -125,3 +125,35 @@ def test_without_psycopg_a_postgres_url_says_what_to_install(pg_url: str) -> Non
              "try:\n    open_store(sys.argv[1])\nexcept errors.StartupError as exc:\n    print(exc)\n")
     r = subprocess.run([sys.executable, "-c", probe, pg_url], capture_output=True, text=True, timeout=60)
     assert "needs psycopg 3: pip install" in r.stdout, r.stderr
+
+
+def test_a_group_commit_keeps_its_good_transactions_and_undoes_a_failed_one_alone(pg_url: str) -> None:
+    """``begin_batch``: every transaction until ``end_batch`` is a savepoint of one; a failed one is undone
+    alone; nothing is visible to others until the COMMIT (run on another thread) returns."""
+    import threading
+
+    store = open_store(pg_url)
+    other = open_store(pg_url, read_only=True)
+    try:
+        store.begin_batch()
+        with store.transaction():
+            store.insert_promise(promise("kept-1"))
+        with pytest.raises(RuntimeError), store.transaction():
+            store.insert_promise(promise("undone"))
+            raise RuntimeError("this one fails")
+        with store.transaction():
+            store.insert_promise(promise("kept-2"))
+        assert store.get_promise("kept-1") is not None and store.get_promise("undone") is None
+        assert other.get_promise("kept-1") is None  # not committed yet
+        commit = store.end_batch()
+        committer = threading.Thread(target=commit)
+        committer.start()
+        with store.transaction():  # waits for the commit, then runs on its own
+            store.insert_promise(promise("after"))
+        committer.join(timeout=30)
+        assert not committer.is_alive()
+        assert [other.get_promise(i) is not None for i in ("kept-1", "undone", "kept-2", "after")] == [
+            True, False, True, True]
+    finally:
+        other.close()
+        store.close()

@@ -643,6 +643,79 @@ def test_gc_answers_what_it_collected(transport: Transport, u: str) -> None:
         P.CollectGarbage(-1)
 
 
+def test_start_many_answers_each_start_on_its_own(transport: Transport, u: str) -> None:
+    t = transport
+    recv = f"poll://uni@{u}g/w"
+    t.call(P.CreatePromise(u + "taken", FAR, idempotency_key="theirs"))
+    starts = (P.CreateAndSubscribe(u + "a", FAR, "s", recv, Value.of_text("1"), idempotency_key="a"),
+              P.CreateAndSubscribe(u + "taken", FAR, "s", recv, idempotency_key="mine"),
+              P.CreateAndSubscribe(u + "b", FAR, "s", recv, idempotency_key="b", subscription_timeout=FAR))
+    a, taken, b = t.call(P.StartMany(starts))
+    assert isinstance(a, P.Created) and isinstance(b, P.Created)
+    assert (a.status, a.promise.state, a.promise.param) == (201, "PENDING", Value.of_text("1"))
+    assert a.callback is not None and a.callback.id == f"__notify:{u}a:s"
+    assert type(taken) is errors.PromiseAlreadyExists and taken.code == 40900  # its error; the others stand
+    assert t.call(P.GetPromise(u + "b")) == b.promise
+    again = t.call(P.StartMany(starts[:1]))[0]  # the same start again: deduplicated by its key
+    assert isinstance(again, P.Created) and (again.status, again.promise) == (200, a.promise)
+    with pytest.raises(errors.InvalidRequest):
+        P.StartMany(())
+
+
+def test_fulfill_task_settles_and_completes_in_one_write(transport: Transport, u: str) -> None:
+    t = transport
+    root, tid = u + "r", f"__invoke:{u}r"
+    t.call(P.CreatePromise(root, FAR, tags={INVOKE: f"poll://any@{u}g", ROOT: root}))
+    t.call(P.ClaimTask(tid, 1, u + "w", 60_000))
+    tags = {ROOT: root, PARENT: root}
+    settles = (P.SettleStep(root + ".1", FAR, "RESOLVED", Value.of_text("1"), tags=tags),
+               P.SettleStep(root + ".2", FAR, "RESOLVED", Value.of_text("2"), tags=tags))
+    done = t.call(P.FulfillTask(settles, P.CompletePromise(root, "RESOLVED", Value.of_text("3"), root)), fence=(tid, 1))
+    assert (done.status, done.promise.state, done.promise.value) == (201, "RESOLVED", Value.of_text("3"))
+    assert [t.call(P.GetPromise(s.id)).value for s in settles] == [Value.of_text("1"), Value.of_text("2")]
+    assert task_of(t, tid).state == "COMPLETED"  # the root's completion completed its task
+    # All or nothing: a settle refused (under a canceled root) undoes the whole request.
+    other, otid = u + "o", f"__invoke:{u}o"
+    t.call(P.CreatePromise(other, FAR, tags={INVOKE: f"poll://any@{u}g", ROOT: other}))
+    t.call(P.ClaimTask(otid, 1, u + "w", 60_000))
+    t.call(P.CreatePromise(u + "gone", FAR))
+    t.call(P.CompletePromise(u + "gone", "REJECTED_CANCELED"))
+    bad = (P.SettleStep(other + ".1", FAR, "RESOLVED", tags={ROOT: other, PARENT: other}),
+           P.SettleStep(u + "gone.1", FAR, "RESOLVED", tags={PARENT: u + "gone"}))
+    with pytest.raises(errors.AlreadyCanceled):
+        t.call(P.FulfillTask(bad, P.CompletePromise(other, "RESOLVED")), fence=(otid, 1))
+    fails(t, P.GetPromise(other + ".1"), errors.PromiseNotFound, 40400)
+    assert t.call(P.GetPromise(other)).pending and task_of(t, otid).state == "CLAIMED"
+    with pytest.raises(errors.TaskFenced):  # a stale holder writes nothing
+        t.call(P.FulfillTask((), P.CompletePromise(other, "RESOLVED")), fence=(otid, 2))
+
+
+def test_suspend_task_registers_callbacks_then_completes_the_task(transport: Transport, u: str) -> None:
+    t = transport
+    root, tid, recv = u + "r", f"__invoke:{u}r", f"poll://any@{u}g/w"
+    t.call(P.CreatePromise(root, FAR, tags={INVOKE: f"poll://any@{u}g", ROOT: root}))
+    t.call(P.ClaimTask(tid, 1, u + "w", 60_000))
+    tags = {ROOT: root, PARENT: root}
+    t.call(P.CreatePromise(root + ".2", FAR, tags=tags))
+    t.call(P.CreatePromise(root + ".3", FAR, tags=tags))
+    t.call(P.CompletePromise(root + ".3", "RESOLVED", Value.of_text("9")))
+    step = P.SettleStep(root + ".1", FAR, "RESOLVED", Value.of_text("1"), tags=tags)
+    cbs = tuple(P.CreateCallback(root + f".{i}", root, FAR, recv) for i in (2, 3))
+    # .3 is already complete: nothing suspends, the task stays claimed, and the answer hands .3 over.
+    going = t.call(P.SuspendTask(tid, 1, (step,), cbs), fence=(tid, 1))
+    assert not going.suspended and [p.id for p in going.ready] == [root + ".3"]
+    assert going.ready[0].value == Value.of_text("9")
+    assert t.call(P.GetPromise(root + ".1")).state == "RESOLVED" and task_of(t, tid).state == "CLAIMED"
+    waiting = t.call(P.SuspendTask(tid, 1, (), cbs[:1]), fence=(tid, 1))
+    assert (waiting.suspended, waiting.ready) == (True, [])
+    assert task_of(t, tid).state == "COMPLETED"
+    assert [c.id for c in t.call(P.GetCallbacks(root + ".2"))] == [f"__resume:{root}:{root}.2"]
+    assert t.call(P.SuspendTask(tid, 1)).suspended  # again: already done, as CompleteTask answers 200
+    with pytest.raises(errors.TaskFenced):  # through the fence: nobody holds the task now, nothing written
+        t.call(P.SuspendTask(tid, 1, (P.SettleStep(root + ".4", FAR, "RESOLVED", tags=tags),)), fence=(tid, 1))
+    fails(t, P.GetPromise(root + ".4"), errors.PromiseNotFound, 40400)
+
+
 def test_every_op_is_covered() -> None:
     """A new op in the route table needs a case here (docs/architecture.md, "Adding a verb")."""
     with open(__file__) as f:

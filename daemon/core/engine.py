@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from .. import __version__, errors
+from .. import errors
 from ..clock import Clock, MonotonicClock
 from ..protocol import (
     ClaimTask,
@@ -29,15 +29,13 @@ from ..protocol import (
     CreatePromiseAndTask,
     CreateSubscription,
     DropTask,
-    GetCallbacks,
-    GetChildren,
+    FulfillTask,
     GetPromise,
-    GetStatus,
-    GetTree,
     Heartbeat,
     SearchPromises,
     SearchTasks,
     SettleStep,
+    SuspendTask,
 )
 from ..protocol.records import (
     CLAIMED,
@@ -47,7 +45,6 @@ from ..protocol.records import (
     OUT_STATES,
     PENDING,
     REJECTED_CANCELED,
-    TAG_FUNC,
     TAG_INVOKE,
     TAG_PARENT,
     TAG_ROOT,
@@ -68,9 +65,8 @@ from ..protocol.results import (
     Page,
     Registered,
     Running,
-    Status,
+    Suspension,
     TaskResult,
-    Tree,
 )
 from ..store import Store, retrying
 from .retention import Retention
@@ -106,6 +102,15 @@ BACKLOG_LIMIT = 1000  # INIT tasks looked at when a worker connects
 
 
 @dataclass(frozen=True, slots=True)
+class Effects:
+    """What one committed operation hands on: messages to push, its earliest deadline, what it touched."""
+
+    messages: list[Message]
+    earliest: int | None
+    touched: list[tuple[str, str, bool]]
+
+
+@dataclass(frozen=True, slots=True)
 class _Fail:
     """An operation's error, raised after its transaction commits (a lazy timeout it stored stays)."""
 
@@ -119,6 +124,7 @@ class Engine(Schedules, Workflows, Retention):
         self.clock = clock or MonotonicClock()
         self.sink = sink
         self._outbox: list[Message] = []
+        self._held: list[Effects] | None = None
         # The scheduler sets ``wake`` and ``wake_at``; a write that makes a deadline earlier than
         # ``wake_at`` calls ``wake`` so the scheduler never sleeps past it.
         self.wake: Callable[[], None] | None = None
@@ -133,8 +139,10 @@ class Engine(Schedules, Workflows, Retention):
     # -- plumbing ---------------------------------------------------------------------------------
     def _run(self, fn: Callable[[int], T | _Fail], *, durable: bool = True) -> T:
         """Run ``fn(now)`` in one transaction; deliver its messages after commit; raise its error after.
-        ``durable=False`` commits without the fsync. A transaction that lost a race with another process
-        on the database (``store.Conflict``, PostgreSQL only) is run again, whole: ``store.retrying``."""
+        ``durable=False`` commits without the fsync. While ``hold`` is on (a group commit), the
+        transaction is a savepoint of the batch and its effects wait for the batch's commit. A transaction
+        that lost a race with another process on the database (``store.Conflict``, PostgreSQL only) is run
+        again, whole: ``store.retrying``."""
         return retrying(lambda: self._run_once(fn, durable))
 
     def _run_once(self, fn: Callable[[int], T | _Fail], durable: bool) -> T:
@@ -142,17 +150,35 @@ class Engine(Schedules, Workflows, Retention):
         try:
             with self.store.transaction(durable):
                 result = fn(self.clock.now())
-            messages, earliest, touched = self._outbox, self._earliest, self._touched
+            effects = Effects(self._outbox, self._earliest, self._touched)
         finally:
             self._outbox, self._earliest, self._touched = [], None, []
-        self._offer(touched)
-        if earliest is not None and self.wake is not None and (self.wake_at is None or earliest < self.wake_at):
-            self.wake()
-        if messages and self.sink is not None:
-            self.sink(messages)
+        if self._held is not None:
+            self._held.append(effects)
+        else:
+            self.deliver([effects])
         if isinstance(result, _Fail):
             raise result.error
         return result
+
+    def hold(self) -> None:
+        """Keep what committed transactions would deliver, until ``unhold``: the batch is not durable yet."""
+        self._held = []
+
+    def unhold(self) -> list[Effects]:
+        held, self._held = self._held or [], None
+        return held
+
+    def deliver(self, effects: list[Effects]) -> None:
+        """Hand committed work on: watches, the scheduler's wake-up, the messages to push (in order)."""
+        messages: list[Message] = []
+        for e in effects:
+            self._offer(e.touched)
+            if e.earliest is not None and self.wake is not None and (self.wake_at is None or e.earliest < self.wake_at):
+                self.wake()
+            messages += e.messages
+        if messages and self.sink is not None:
+            self.sink(messages)
 
     def _touch(self, p: Promise) -> None:
         """Note a promise written in this transaction, for the watches (nothing when nobody watches)."""
@@ -361,38 +387,62 @@ class Engine(Schedules, Workflows, Retention):
         return Page(found, encode_cursor(nxt))
 
     def complete_promise(self, op: CompletePromise) -> Completed:
-        def run(now: int) -> Completed | _Fail:
-            current, verdict = self._promise(op.id, Complete(op.state, op.idempotency_key, op.strict), now)
-            if current is None:
-                return _Fail(errors.PromiseNotFound(f"promise {op.id!r} not found"))
-            if verdict.error is not None:
-                return _Fail(verdict.error)
-            assert current is not None
-            if verdict.write == "complete":
-                current = self._complete(current, op.state, op.value, op.idempotency_key, now)
-            return Completed(verdict.status, current)
+        return self._run(lambda now: self._complete_in(op, now))
+
+    def _complete_in(self, op: CompletePromise, now: int) -> Completed | _Fail:
+        current, verdict = self._promise(op.id, Complete(op.state, op.idempotency_key, op.strict), now)
+        if current is None:
+            return _Fail(errors.PromiseNotFound(f"promise {op.id!r} not found"))
+        if verdict.error is not None:
+            return _Fail(verdict.error)
+        if verdict.write == "complete":
+            current = self._complete(current, op.state, op.value, op.idempotency_key, now)
+        return Completed(verdict.status, current)
+
+    def settle_step(self, op: SettleStep) -> Completed:
+        return self._run(lambda now: self._settle_in(op, now))
+
+    def _settle_in(self, op: SettleStep, now: int) -> Completed | _Fail:
+        """A local step that already ran: create its promise completed (idempotency keys = its id). If it
+        exists, it is completed if still pending, and otherwise the stored outcome wins."""
+        current = self._read(op.id, now)
+        if current is None:
+            refused = self._canceled_ancestor(op.id, op.tags)
+            if refused is not None:
+                return refused
+            # Created already completed, in one write: nobody can have seen it pending, so nothing
+            # waits on it and it has no task (what _complete would otherwise take care of).
+            done = Promise(op.id, op.state, op.param, op.value, op.timeout, dict(op.tags), now, now, op.id, op.id)
+            self.store.insert_promise(done)
+            self._touch(done)
+            return Completed(201, done)
+        if current.pending:
+            return Completed(201, self._complete(current, op.state, op.value, op.id, now))
+        return Completed(200, current)
+
+    # -- fused writes (fused_ops.py): all or nothing, one transaction --------------------------------
+    def fulfill_task(self, op: FulfillTask) -> Completed:
+        def run(now: int) -> Completed:
+            for settle in op.settles:
+                _ok(self._settle_in(settle, now))
+            return _ok(self._complete_in(op.complete, now))
 
         return self._run(run)
 
-    def settle_step(self, op: SettleStep) -> Completed:
-        """A local step that already ran: create its promise completed (idempotency keys = its id). If it
-        exists, it is completed if still pending, and otherwise the stored outcome wins."""
-
-        def run(now: int) -> Completed | _Fail:
-            current = self._read(op.id, now)
-            if current is None:
-                refused = self._canceled_ancestor(op.id, op.tags)
-                if refused is not None:
-                    return refused
-                # Created already completed, in one write: nobody can have seen it pending, so nothing
-                # waits on it and it has no task (what _complete would otherwise take care of).
-                done = Promise(op.id, op.state, op.param, op.value, op.timeout, dict(op.tags), now, now, op.id, op.id)
-                self.store.insert_promise(done)
-                self._touch(done)
-                return Completed(201, done)
-            if current.pending:
-                return Completed(201, self._complete(current, op.state, op.value, op.id, now))
-            return Completed(200, current)
+    def suspend_task(self, op: SuspendTask) -> Suspension:
+        def run(now: int) -> Suspension:
+            for settle in op.settles:
+                _ok(self._settle_in(settle, now))
+            ready = []
+            for cb in op.callbacks:
+                reg = _ok(self._register(now, cb.promise_id, f"__resume:{cb.root_promise_id}:{cb.promise_id}",
+                                         cb.root_promise_id, cb.timeout, cb.recv, "resume"))
+                if not reg.promise.pending:
+                    ready.append(reg.promise)
+            if ready:
+                return Suspension(False, ready)
+            _ok(self._task_result(op.task_id, Finish(op.counter), now))
+            return Suspension(True)
 
         return self._run(run)
 
@@ -533,35 +583,11 @@ class Engine(Schedules, Workflows, Retention):
 
         return self._run(run)
 
-    # -- reads ------------------------------------------------------------------------------------
-    def get_children(self, op: GetChildren) -> list[Promise]:
-        self.get_promise(GetPromise(op.id))  # 404 for an unknown parent
-        return self.store.children_of(op.id)
-
-    def get_tree(self, op: GetTree) -> Tree:
-        root = self.get_promise(GetPromise(op.id))
-        below = self.store.subtree(op.id, op.limit)
-        promises = [root, *below[:op.limit - 1]]
-        ids = {p.id for p in promises}
-        # A local step's retry timers hang under the step, which has no promise until it ends: found by root.
-        promises += [p for p in self.store.pending_of_root(op.id)
-                     if p.id not in ids and p.tags.get(TAG_FUNC) == "retry" and p.tags.get(TAG_PARENT) not in ids]
-        invocations = [p.id for p in promises if TAG_INVOKE in p.tags]
-        prefix = op.id + "."
-        running = [r for steps in self.running.values() for r in steps.values()
-                   if r.parent in ids or r.id in ids or r.root == op.id or r.id.startswith(prefix)]
-        return Tree(promises, truncated=len(below) >= op.limit, tasks=self.store.tasks_for(invocations),
-                    running=sorted(running, key=lambda r: (r.started, r.id)))
-
-    def get_callbacks(self, op: GetCallbacks) -> list[Callback]:
-        self.get_promise(GetPromise(op.id))
-        return self.store.callbacks_on(op.id)
-
-    def get_status(self, op: GetStatus) -> Status:
-        """The store's side of the status; a daemon adds where it listens and who is connected."""
-        return Status(mode="embedded", version=__version__, db=self.store.location,
-                      promises=self.store.count_promises_by_state(), tasks=self.store.count_tasks_by_state(),
-                      problem=self.store.problem())
+def _ok(result: T | _Fail) -> T:
+    """Inside a fused write: an error undoes the whole transaction (raised, not returned)."""
+    if isinstance(result, _Fail):
+        raise result.error
+    return result
 
 
 def _named(error: errors.ResonateError, task_id: str) -> errors.ResonateError:

@@ -17,8 +17,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import errors
-from ..protocol import ForkWorkflow, RetryWorkflow, SearchWorkflows, WorkflowPage
+from .. import __version__, errors
+from ..protocol import (
+    CreateAndSubscribe,
+    Created,
+    ForkWorkflow,
+    GetCallbacks,
+    GetChildren,
+    GetPromise,
+    GetStatus,
+    GetTree,
+    RetryWorkflow,
+    SearchWorkflows,
+    StartMany,
+    WorkflowPage,
+)
 from ..protocol.records import (
     EMPTY,
     INIT,
@@ -29,6 +42,7 @@ from ..protocol.records import (
     TAG_PARENT,
     TAG_ROOT,
     TAG_TIMEOUT,
+    Callback,
     Promise,
     Task,
     after,
@@ -36,6 +50,7 @@ from ..protocol.records import (
     encode_cursor,
     invocation_of,
 )
+from ..protocol.results import Running, Status, Tree
 from .transitions import Reopen
 
 if TYPE_CHECKING:
@@ -58,6 +73,21 @@ class Workflows:
         def _dispatch_root(self, root_id: str) -> None: ...
         def _deadline(self, at: int) -> None: ...
         def _touch(self, p: Promise) -> None: ...
+        running: dict[str, dict[str, Running]]
+
+        def create_and_subscribe(self, op: CreateAndSubscribe) -> Created: ...
+        def get_promise(self, op: GetPromise) -> Promise: ...
+
+    def start_many(self, op: StartMany) -> list[Created | errors.ResonateError]:
+        """Each start in its own transaction (in the daemon, its own savepoint of one group commit): one's
+        error is its answer and undoes no other."""
+        out: list[Created | errors.ResonateError] = []
+        for start in op.starts:
+            try:
+                out.append(self.create_and_subscribe(start))
+            except errors.ResonateError as exc:
+                out.append(exc)
+        return out
 
     def search_workflows(self, op: SearchWorkflows) -> WorkflowPage:
         found, nxt = self.store.search_workflows(op.states, op.func, op.since, op.limit, decode_cursor(op.cursor))
@@ -158,6 +188,36 @@ class Workflows:
                                     state=INIT, recv=target, timeout=root.timeout, created_on=now, func=func,
                                     version=version))
         self._dispatch_root(root.id)
+
+    # -- reads of call graphs and of the store --------------------------------------------------------
+    def get_children(self, op: GetChildren) -> list[Promise]:
+        self.get_promise(GetPromise(op.id))  # 404 for an unknown parent
+        return self.store.children_of(op.id)
+
+    def get_tree(self, op: GetTree) -> Tree:
+        root = self.get_promise(GetPromise(op.id))
+        below = self.store.subtree(op.id, op.limit)
+        promises = [root, *below[:op.limit - 1]]
+        ids = {p.id for p in promises}
+        # A local step's retry timers hang under the step, which has no promise until it ends: found by root.
+        promises += [p for p in self.store.pending_of_root(op.id)
+                     if p.id not in ids and p.tags.get(TAG_FUNC) == "retry" and p.tags.get(TAG_PARENT) not in ids]
+        invocations = [p.id for p in promises if TAG_INVOKE in p.tags]
+        prefix = op.id + "."
+        running = [r for steps in self.running.values() for r in steps.values()
+                   if r.parent in ids or r.id in ids or r.root == op.id or r.id.startswith(prefix)]
+        return Tree(promises, truncated=len(below) >= op.limit, tasks=self.store.tasks_for(invocations),
+                    running=sorted(running, key=lambda r: (r.started, r.id)))
+
+    def get_callbacks(self, op: GetCallbacks) -> list[Callback]:
+        self.get_promise(GetPromise(op.id))
+        return self.store.callbacks_on(op.id)
+
+    def get_status(self, op: GetStatus) -> Status:
+        """The store's side of the status; a daemon adds where it listens and who is connected."""
+        return Status(mode="embedded", version=__version__, db=self.store.location,
+                      promises=self.store.count_promises_by_state(), tasks=self.store.count_tasks_by_state(),
+                      problem=self.store.problem())
 
 
 def _retry_timer(p: Promise) -> bool:

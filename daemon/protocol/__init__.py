@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..errors import ResonateError
+from .fused_ops import FulfillTask, SuspendTask
 from .promise_ops import (
     CompletePromise,
     CreateAndSubscribe,
@@ -25,6 +27,7 @@ from .promise_ops import (
     GetPromise,
     SearchPromises,
     SettleStep,
+    StartMany,
 )
 from .records import *  # noqa: F403  (the records are the protocol's vocabulary)
 from .records import (
@@ -42,6 +45,7 @@ from .results import (
     Page,
     Registered,
     Status,
+    Suspension,
     TaskResult,
     Tree,
 )
@@ -74,6 +78,9 @@ class Service(Protocol):
     def create_promise(self, op: CreatePromise, /) -> Created: ...
     def create_promise_and_task(self, op: CreatePromiseAndTask, /) -> Created: ...
     def create_and_subscribe(self, op: CreateAndSubscribe, /) -> Created: ...
+    def start_many(self, op: StartMany, /) -> list[Created | ResonateError]: ...
+    def fulfill_task(self, op: FulfillTask, /) -> Completed: ...
+    def suspend_task(self, op: SuspendTask, /) -> Suspension: ...
     def get_promise(self, op: GetPromise, /) -> Promise: ...
     def search_promises(self, op: SearchPromises, /) -> Page[Promise]: ...
     def complete_promise(self, op: CompletePromise, /) -> Completed: ...
@@ -104,7 +111,8 @@ OPS: tuple[type[Op[Any]], ...] = (
     CreatePromise, SearchPromises, CreatePromiseAndTask, CreateCallback, CreateSubscription, GetPromise,
     CompletePromise, ClaimTask, CompleteTask, DropTask, Heartbeat, CreateSchedule, SearchSchedules,
     GetSchedule, DeleteSchedule, GetStatus, SearchTasks, SettleStep, CreateAndSubscribe, GetChildren,
-    GetTree, GetCallbacks, SearchWorkflows, RetryWorkflow, ForkWorkflow, CollectGarbage,
+    GetTree, GetCallbacks, SearchWorkflows, RetryWorkflow, ForkWorkflow, CollectGarbage, StartMany,
+    FulfillTask, SuspendTask,
 )
 
 __all__ = [
@@ -112,5 +120,5 @@ __all__ = [
     "CreatePromise", "CreatePromiseAndTask", "CreateSchedule", "CreateSubscription", "DeleteSchedule", "DropTask",
     "GetCallbacks", "GetChildren", "GetPromise", "GetSchedule", "GetStatus", "GetTree", "Heartbeat", "Incoming",
     "Op", "Request", "ScheduleCreated", "SearchPromises", "SearchSchedules", "SearchTasks", "Service",
-    "SettleStep", "WORKFLOW_STATES", "ForkWorkflow", "RetryWorkflow", "SearchWorkflows", "WorkflowPage",
+    "SettleStep", "StartMany", "FulfillTask", "SuspendTask", "WORKFLOW_STATES", "ForkWorkflow", "RetryWorkflow", "SearchWorkflows", "WorkflowPage",
 ]

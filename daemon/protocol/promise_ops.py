@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import errors
 from .records import (
     COMPLETE_TARGETS,
     EMPTY,
@@ -192,6 +193,72 @@ class CreateAndSubscribe(Op[Created]):
         cb = body.get("callback")
         return Created(status, Promise.from_json(body["promise"]),
                        callback=Callback.from_json(cb, "notify") if cb else None)
+
+
+MAX_STARTS = 1000  # starts in one StartMany request
+
+
+@dataclass(frozen=True)
+class StartMany(Op["list[Created | errors.ResonateError]"]):
+    """POST /v1/promises/subscribed/batch (ours): many rpc starts (``CreateAndSubscribe``) in one request,
+    how a client that starts thousands pays one round trip for each batch instead of each start. Each
+    start stands on its own: one's error (a conflict, a canceled parent) is its answer and undoes no
+    other. The answer is 200 with ``results``, one per start in order: ``{"status", "promise",
+    "callback"}`` or ``{"status", "error"}``."""
+
+    METHOD, ROUTE, BODY = "POST", "/v1/promises/subscribed/batch", True
+    starts: tuple[CreateAndSubscribe, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.starts) <= MAX_STARTS:
+            raise bad(f"starts must hold 1 to {MAX_STARTS} items, not {len(self.starts)}")
+
+    def request(self) -> Request:
+        items = []
+        for op in self.starts:
+            req = op.request()
+            assert req.body is not None
+            items.append({**req.body, "idempotencyKey": op.idempotency_key, "strict": op.strict})
+        return Request("POST", self.ROUTE, body={"starts": items})
+
+    @classmethod
+    def parse(cls, incoming: Incoming) -> StartMany:
+        items = incoming.body.get("starts")
+        if not isinstance(items, list):
+            raise bad("starts must be a list of {promise, subscription, idempotencyKey, strict} objects")
+        if not 1 <= len(items) <= MAX_STARTS:
+            raise bad(f"starts must hold 1 to {MAX_STARTS} items, not {len(items)}")
+        starts = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise bad(f"starts[{i}] must be an object, not {type(item).__name__}")
+            ikey, strict = item.get("idempotencyKey"), item.get("strict", False)
+            if ikey is not None and not isinstance(ikey, str) or not isinstance(strict, bool):
+                raise bad(f"starts[{i}]: idempotencyKey must be a string and strict true or false")
+            try:
+                starts.append(CreateAndSubscribe.parse(Incoming(body=item, headers=completion_headers(ikey, strict))))
+            except errors.InvalidRequest as exc:
+                raise bad(f"starts[{i}]: {exc.message}") from None
+        return cls(tuple(starts))
+
+    def run(self, service: Service) -> list[Created | errors.ResonateError]:
+        return service.start_many(self)
+
+    def respond(self, result: list[Created | errors.ResonateError]) -> tuple[int, Any]:
+        out: list[dict[str, Any]] = []
+        for op, r in zip(self.starts, result, strict=True):
+            if isinstance(r, errors.ResonateError):
+                out.append({"status": r.status, **r.to_json()})
+            else:
+                out.append({"status": r.status, **op.respond(r)[1]})
+        return 200, {"results": out}
+
+    def result(self, status: int, body: Any) -> list[Created | errors.ResonateError]:
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list) or len(results) != len(self.starts):
+            raise errors.ResonateError(f"the daemon answered a batch of {len(self.starts)} starts with {body!r:.200}")
+        return [errors.from_json(r, r.get("status", 500)) if "error" in r else op.result(r["status"], r)
+                for op, r in zip(self.starts, results, strict=True)]
 
 
 @dataclass(frozen=True)

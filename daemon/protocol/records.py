@@ -349,6 +349,10 @@ class Message:
     recv: str
     task: Task | None = None
     promise: Promise | None = None
+    # Ours: the task came claimed for the receiving worker (a ``results.Claimed``: the task, its root, its
+    # leaf and the root's graph), because its push stream gave a lease. Read by the SDK, which then claims
+    # nothing; on the wire as "claimed" (the answer of POST /tasks/claim).
+    claimed: Any = None
 
     def to_json(self) -> dict[str, Any]:
         if self.type == "notify":

@@ -30,6 +30,15 @@ class Completed:
 
 
 @dataclass(frozen=True)
+class Suspension:
+    """A fused suspend: ``suspended`` (the task completed), or not because the promises in ``ready``
+    were already complete (the execution goes on with them)."""
+
+    suspended: bool
+    ready: list[Promise] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Registered:
     """A callback or subscription: ``callback`` is None when the promise is already complete (200)
     or the same registration exists (200)."""

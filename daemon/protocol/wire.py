@@ -281,13 +281,32 @@ def path_id(incoming: Incoming, name: str = "id") -> str:
 MAX_FUNCTIONS = 10_000
 
 
-def poll_path(group: str, pid: str, functions: dict[str, list[int]] | None = None) -> str:
+def poll_path(group: str, pid: str, functions: dict[str, list[int]] | None = None,
+              lease_ms: int | None = None) -> str:
     """``GET /poll/{group}/{pid}``; ours adds ``functions`` (JSON: name -> versions) so that only tasks
-    this worker can run are sent to it. Official 0.6.x workers send none: they get every task."""
+    this worker can run are sent to it, and ``lease`` (ms) so that they come claimed for it. Official
+    0.6.x workers send neither: they get every task, and claim it."""
     path = f"/poll/{quote(group)}/{quote(pid)}"
+    query: dict[str, str] = {}
     if functions is not None:
-        path += "?" + urllib.parse.urlencode({"functions": json.dumps(functions, separators=(",", ":"))})
-    return path
+        query["functions"] = json.dumps(functions, separators=(",", ":"))
+    if lease_ms is not None:
+        query["lease"] = str(lease_ms)
+    return path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
+MIN_LEASE_MS, MAX_LEASE_MS = 100, 86_400_000
+
+
+def poll_lease(incoming: Incoming) -> int | None:
+    """The lease a worker asked its tasks to be claimed with (None: it asked none; it claims them)."""
+    text = incoming.param("lease")
+    if text is None:
+        return None
+    if not text.isdigit() or not MIN_LEASE_MS <= int(text) <= MAX_LEASE_MS:
+        raise bad(f"query parameter 'lease' must be a lease in ms from {MIN_LEASE_MS} to {MAX_LEASE_MS}, "
+                  f"not {text[:40]!r}")
+    return int(text)
 
 
 def poll_functions(incoming: Incoming) -> dict[str, frozenset[int]] | None:

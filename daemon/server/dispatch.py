@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..protocol import ClaimTask
 from ..protocol.records import Address, Message, parse_address
 
 if TYPE_CHECKING:
     from ..core.engine import Engine
+    from .batch import Batcher
 
 log = logging.getLogger("resonate.dispatch")
 
@@ -81,14 +84,17 @@ class Dispatcher:
     def __init__(self, ping_interval_s: float = 15.0) -> None:
         self.ping_interval_s = ping_interval_s
         self.engine: Engine | None = None
+        self.batch: Batcher | None = None
         self.shutting_down = False
         self._groups: dict[str, list[Connection]] = {}
         self._next: dict[str, int] = {}
         self._assigned: dict[tuple[str, int], Connection] = {}  # which stream each task went to
 
-    def attach(self, engine: Engine) -> None:
-        """The engine is built with ``sink=dispatcher.sink``, so it is attached afterwards."""
+    def attach(self, engine: Engine, batch: Batcher) -> None:
+        """The engine is built with ``sink=dispatcher.sink``, so it is attached afterwards, with the group
+        commit its calls from here go through."""
         self.engine = engine
+        self.batch = batch
 
     # -- routing ----------------------------------------------------------------------------------
     def sink(self, messages: list[Message]) -> None:
@@ -227,11 +233,15 @@ class PushStream:
     """The ASGI response of ``GET /poll/{group}/{pid}``: server-sent events until either side closes."""
 
     def __init__(self, dispatcher: Dispatcher, group: str, pid: str, *, release_on_close: bool = True,
-                 functions: dict[str, frozenset[int]] | None = None) -> None:
+                 functions: dict[str, frozenset[int]] | None = None, lease_ms: int | None = None) -> None:
         self.dispatcher = dispatcher
         self.group = group
         self.pid = pid
         self.functions = functions
+        # Ours: the worker's lease. Its tasks are then claimed here, for it, before they are pushed, with
+        # the claim's answer in the message: a task costs the worker no claim request. (Official 0.6.x
+        # workers send none: they get the task and claim it.)
+        self.lease_ms = lease_ms
         # Our SDK's streams (/poll/G/P) give their tasks back at once when they close. Legacy streams
         # (the --poll-port form) do not: an official 0.6.x worker keeps running and heartbeating its
         # tasks across a reconnect and dies if fenced out, so for it the lease is the signal.
@@ -239,8 +249,8 @@ class PushStream:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         dispatcher = self.dispatcher
-        engine = dispatcher.engine
-        assert engine is not None
+        engine, batch = dispatcher.engine, dispatcher.batch
+        assert engine is not None and batch is not None
         if dispatcher.shutting_down:  # a worker reconnecting in the instant before the listener closes
             await _error(send, 503, "the daemon is shutting down")
             return
@@ -251,13 +261,13 @@ class PushStream:
                 (b"x-accel-buffering", b"no")]})
             # A comment first: clients see the stream is up before any message exists.
             await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
-            backlog = engine.dispatchable()
+            backlog = await batch.call(engine.dispatchable)
             for msg in backlog:
                 if dispatcher.wants(conn, msg) and dispatcher.take(conn, msg):
                     conn.queue.put_nowait(msg)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_disconnect, receive, tg.cancel_scope)
-                await self._pump(conn, send, engine)
+                await self._pump(conn, send, engine, batch)
                 tg.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the peer went away mid-write
@@ -266,14 +276,11 @@ class PushStream:
             leftovers, last = dispatcher.disconnect(conn)
             with anyio.CancelScope(shield=True):
                 if last and self.release_on_close and not dispatcher.shutting_down:
-                    try:
-                        engine.release_process(self.pid)
-                    except Exception:
-                        log.exception("releasing the tasks of %s failed", self.pid)
+                    batch.post(partial(engine.release_process, self.pid), f"releasing the tasks of {self.pid}")
                 for msg in leftovers:
                     dispatcher.route(msg)
 
-    async def _pump(self, conn: Connection, send: Any, engine: Engine) -> None:
+    async def _pump(self, conn: Connection, send: Any, engine: Engine, batch: Batcher) -> None:
         while True:
             try:
                 with anyio.fail_after(self.dispatcher.ping_interval_s):
@@ -283,16 +290,47 @@ class PushStream:
                 continue
             if msg is None:
                 return
-            task = msg.task
-            if task is not None and not conn.first_send(task.id, task.counter):
-                continue
-            line = "data: " + json.dumps(msg.to_json(), separators=(",", ":")) + "\n\n"
-            await send({"type": "http.response.body", "body": line.encode(), "more_body": True})
-            if task is not None:
-                try:
-                    engine.mark_sent(task.id, task.counter, conn.pid)  # no fsync: cheap enough for the loop
-                except Exception:  # the task stays INIT and is sent again; the stream lives on
-                    log.exception("marking task %s sent failed", task.id)
+            msgs = [msg]
+            while not conn.queue.empty():  # what queued meanwhile goes out together (one batch of claims)
+                more = conn.queue.get_nowait()
+                if more is None:
+                    conn.queue.put_nowait(None)  # the end, after these
+                    break
+                msgs.append(more)
+            msgs = [m for m in msgs if m.task is None or conn.first_send(m.task.id, m.task.counter)]
+            lines = await self._claimed(msgs, conn, engine, batch) if self.lease_ms is not None else [
+                (m, json.dumps(m.to_json(), separators=(",", ":"))) for m in msgs]
+            body = "".join(f"data: {line}\n\n" for _, line in lines)
+            if body:
+                await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
+            if self.lease_ms is None:
+                for m, _ in lines:  # in the next batch, before the claim this push brings (it queues after)
+                    if m.task is not None:  # a failure leaves the task INIT, to be sent again
+                        batch.post(partial(engine.mark_sent, m.task.id, m.task.counter, conn.pid),
+                                   f"marking task {m.task.id} sent")
+
+    async def _claimed(self, msgs: list[Message], conn: Connection, engine: Engine,
+                       batch: Batcher) -> list[tuple[Message, str]]:
+        """Claim each task for this worker (in one batch) and add the claim's answer to its message; a task
+        someone else claimed meanwhile, or that ended, is not sent."""
+        assert self.lease_ms is not None
+        claims = [ClaimTask(m.task.id, m.task.counter, conn.pid, self.lease_ms, graph=True) if m.task else None
+                  for m in msgs]
+        answers = await asyncio.gather(*(batch.call(partial(engine.claim_task, c)) for c in claims if c),
+                                       return_exceptions=True)
+        out: list[tuple[Message, str]] = []
+        it = iter(answers)
+        for m, claim in zip(msgs, claims, strict=True):
+            obj = m.to_json()
+            if claim is not None:
+                answer = next(it)
+                if isinstance(answer, BaseException):
+                    log.debug("not sending task %s: %s", claim.id, answer)
+                    continue
+                # with the daemon's clock: a worker that claims nothing learns it from here (its deadlines)
+                obj["claimed"] = {**claim.respond(answer)[1], "now": engine.clock.now()}
+            out.append((m, json.dumps(obj, separators=(",", ":"))))
+        return out
 
 
 async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:

@@ -16,6 +16,7 @@ import logging
 
 from .. import errors
 from ..core.engine import Engine
+from .batch import Batcher, collect
 
 log = logging.getLogger("resonate.scheduler")
 
@@ -31,8 +32,9 @@ def gc_interval_s(retention_ms: int) -> float:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, *, max_wait_s: float = IDLE_WAIT_S) -> None:
+    def __init__(self, engine: Engine, batch: Batcher, *, max_wait_s: float = IDLE_WAIT_S) -> None:
         self.engine = engine
+        self.batch = batch
         self.max_wait_s = max_wait_s
         self._wake = asyncio.Event()
         engine.wake = self._wake.set
@@ -43,7 +45,7 @@ class Scheduler:
         while True:
             self._wake.clear()
             try:
-                nxt = engine.tick()
+                nxt = await self.batch.call(engine.tick)
             except errors.STORE_DOWN:  # the store says so itself, once: no traceback per retry
                 nxt = engine.clock.now() + RETRY_AFTER_MS
             except Exception:  # a store hiccup must not kill the scheduler; try again shortly
@@ -65,16 +67,13 @@ class Scheduler:
         interval = gc_interval_s(retention_ms)
         while True:
             await asyncio.sleep(interval)
-            total = None
-            try:
-                for step in self.engine.gc_steps(retention_ms):
-                    total = step
-                    await asyncio.sleep(0)  # requests first: each batch is one short transaction
+            try:  # requests in between: each batch is one short transaction of a group commit
+                total = await collect(self.engine, self.batch, retention_ms)
             except errors.STORE_DOWN:  # the store says so itself, once
                 continue
             except Exception:  # a store hiccup must not end retention; the next pass tries again
                 log.exception("retention pass failed")
                 continue
-            if total is not None and total.promises:
+            if total.promises:
                 log.info("retention: deleted %d promises, %d tasks, %d callbacks; %d bytes given back",
                          total.promises, total.tasks, total.callbacks, total.reclaimed)

@@ -36,6 +36,7 @@ from ..errors import StartupError
 from ..paths import default_socket_path, display_db, socket_dir_problem
 from ..store import open_store
 from .api import AppState, UiFactory, create_app
+from .batch import Batcher
 from .config import ServeConfig
 from .dispatch import Dispatcher
 from .guard import TCP_BACKLOG, Budget, protocol_for, quiet_exception_handler, raise_nofile
@@ -163,6 +164,16 @@ def check_tls(config: ServeConfig) -> None:
                            "the certificate)") from None
 
 
+def _loop_factory() -> Any:
+    """uvloop's event loop when installed (the daemon's loop does little else than move bytes between
+    sockets and the engine: it halves that cost); asyncio's own otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def _uvicorn(app: Any, config: ServeConfig, budget: Budget, sock: socket.socket, *, tls: bool = False) -> _Server:
     # TLS through uvicorn's ssl_certfile/ssl_keyfile (public since long before our uvicorn floor); the
     # pair was already loaded once by check_tls, which is where a bad one is reported.
@@ -199,14 +210,16 @@ def serve(config: ServeConfig, *, ready: Any = None, ui: UiFactory | None = None
     sockets: list[socket.socket] = []
     unix_bound = False
     reader = None
+    batch: Batcher | None = None
     try:
         token = load_token(config) if config.needs_token else None
         dispatcher = Dispatcher(config.ping_interval_s)
         engine = Engine(store, sink=dispatcher.sink)
         engine.requeue_sent()
-        dispatcher.attach(engine)
+        batch = Batcher(engine)
+        dispatcher.attach(engine, batch)
         reader = store.reader()
-        state = AppState(engine, dispatcher, config, reader)
+        state = AppState(engine, dispatcher, config, batch, reader)
 
         listeners: list[tuple[Any, socket.socket, bool]] = []  # (app, socket, speaks TLS)
         unix = bind_unix(config.socket)
@@ -235,7 +248,8 @@ def serve(config: ServeConfig, *, ready: Any = None, ui: UiFactory | None = None
             except ValueError as exc:  # --reload on a module path that cannot be found
                 raise StartupError(str(exc)) from None
         try:
-            asyncio.run(_run(config, listeners, engine, dispatcher, ready, supervisor))
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(_run(config, listeners, engine, batch, dispatcher, ready, supervisor))
         finally:
             if supervisor is not None:
                 supervisor.stop()  # already done on a signal; here for a listener that failed
@@ -249,16 +263,18 @@ def serve(config: ServeConfig, *, ready: Any = None, ui: UiFactory | None = None
                 os.unlink(config.socket)
         if reader is not None:
             reader.close()
+        if batch is not None:
+            batch.close()
         store.close()
 
 
 async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket, bool]], engine: Engine,
-               dispatcher: Dispatcher, ready: Any, supervisor: Supervisor | None = None) -> None:
+               batch: Batcher, dispatcher: Dispatcher, ready: Any, supervisor: Supervisor | None = None) -> None:
     budget = Budget(raise_nofile())
     servers = [_uvicorn(app, config, budget, sock, tls=tls) for app, sock, tls in listeners]
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(quiet_exception_handler())
-    timers = Scheduler(engine)
+    timers = Scheduler(engine, batch)
     scheduler = asyncio.create_task(timers.run(), name="resonate-scheduler")
     retention = (asyncio.create_task(timers.retain(config.retention_ms), name="resonate-retention")
                  if config.retention_ms is not None else None)

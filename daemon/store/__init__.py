@@ -37,6 +37,21 @@ class Store(Protocol):
         (PostgreSQL) it may raise ``Conflict``: nothing of it was kept, and its opener runs it again."""
         ...
 
+    @property
+    def slow_commit(self) -> bool:
+        """Whether a commit waits for the disk, so that a caller on an event loop should run it elsewhere."""
+        ...
+
+    def begin_batch(self) -> None:
+        """Group commit: open one write transaction that every ``transaction()`` until ``end_batch`` joins,
+        each as a savepoint (a failed one is undone alone)."""
+        ...
+
+    def end_batch(self) -> Callable[[], None]:
+        """Close the batch; returns the function that commits it, to run on any thread. Until it returns,
+        ``transaction()`` waits for it."""
+        ...
+
     def problem(self) -> str | None:
         """What is wrong with the store now (its file deleted or replaced while open, its server out of
         reach), or None."""

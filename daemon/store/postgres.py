@@ -23,10 +23,9 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
@@ -57,6 +56,7 @@ from .postgres_schema import (
     TASK_COLUMNS,
     TOPS,
     callback_of,
+    connect,
     current_schema,
     dumps,
     like_pattern,
@@ -70,6 +70,7 @@ from .postgres_schema import (
     too_new,
     translated,
     unreachable,
+    workflows_where,
 )
 
 log = logging.getLogger("resonate.store")
@@ -85,36 +86,6 @@ _OUT = (CLAIMED, ENQUEUED)
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
-def connect(url: str, location: str) -> psycopg.Connection[Any]:
-    """An autocommit connection, named for ``pg_stat_activity`` (and for the message that says who holds
-    a database); a bad URL or an unreachable server is one clear error, never with the password."""
-    options: dict[str, Any] = {"application_name": f"resonate pid {os.getpid()} on {socket.gethostname()}"[:63]}
-    if "connect_timeout" not in url:  # the URL's own, if it has one; else 10 s, not libpq's forever
-        options["connect_timeout"] = 10
-    try:
-        return psycopg.connect(url, autocommit=True, **options)
-    except psycopg.ProgrammingError as exc:  # the URL itself: an unknown option, a bad value
-        raise errors.InvalidRequest(f"bad PostgreSQL URL {location}: {_scrub(str(exc), url)}") from None
-    except psycopg.Error as exc:
-        raise errors.StoreGone(f"cannot connect to the PostgreSQL database {location}: {_scrub(str(exc), url)}") from None
-
-
-def _scrub(message: str, url: str) -> str:
-    """A driver message with any password of ``url`` taken out, on one line."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
-    secrets = []
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(url)
-        if parts.password:
-            secrets += [parts.password, unquote(parts.password)]
-        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() == "password" and v]
-    for secret in secrets:
-        message = message.replace(secret, "***")
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return "; ".join(lines) or "no reason given"
-
-
 class PostgresStore:
     """``Store`` on one PostgreSQL database (the first schema of its ``search_path``)."""
 
@@ -127,6 +98,9 @@ class PostgresStore:
         self._exclusive = exclusive and not read_only
         self._durability = durability
         self._in_tx = False
+        self._batch: AbstractContextManager[Any] | None = None  # the open group-commit transaction, or None
+        self._idle = threading.Event()  # clear while a batch's COMMIT runs on another thread
+        self._idle.set()
         self._schema = ""
         self.conn = self._open()
 
@@ -226,20 +200,56 @@ class PostgresStore:
     def transaction(self, durable: bool = True) -> Iterator[None]:
         """One READ COMMITTED transaction. ``durable=False`` commits without waiting for the server's WAL
         flush (``synchronous_commit = off`` for this transaction); commits stay in order. Read-only: a
-        transaction that is always rolled back."""
+        transaction that is always rolled back. Inside a batch (``begin_batch``): a savepoint of it,
+        undone alone if it fails (a lost race included: its opener runs it again in the same batch)."""
         if self._in_tx:  # the engine never nests; a nested call is part of the outer transaction
             yield
             return
+        if self._batch is None:
+            self._idle.wait()  # a batch's COMMIT on another thread: the connection is its until then
         with translated(self._location):
-            conn = self._live()
+            # In a batch, never a new connection: it would be outside the batch's transaction.
+            conn = self.conn if self._batch is not None else self._live()
             self._in_tx = True
             try:
-                with conn.transaction(force_rollback=self.read_only):
-                    if not durable:
+                with conn.transaction(force_rollback=self.read_only and self._batch is None):
+                    if not durable and self._batch is None:
                         conn.execute("SET LOCAL synchronous_commit = off")
                     yield
             finally:
                 self._in_tx = False
+
+    # -- group commit (the daemon's batches: server/batch.py) ----------------------------------------
+    @property
+    def slow_commit(self) -> bool:
+        """A commit is a round trip to the server (and, at ``full``, its WAL flush): worth running off the
+        daemon's event loop."""
+        return True
+
+    def begin_batch(self) -> None:
+        """Open one write transaction that every ``transaction()`` joins, each in its own savepoint, until
+        ``end_batch``."""
+        self._idle.wait()
+        with translated(self._location):
+            batch = self._live().transaction(force_rollback=self.read_only)
+            batch.__enter__()
+        self._batch = batch
+
+    def end_batch(self) -> Callable[[], None]:
+        """Close the batch; returns its COMMIT, to run on any thread. Until it returns, ``transaction()``
+        and ``begin_batch`` wait (the connection is the commit's)."""
+        batch, self._batch = self._batch, None
+        self._idle.clear()
+
+        def commit() -> None:
+            try:
+                with translated(self._location):
+                    if batch is not None:
+                        batch.__exit__(None, None, None)
+            finally:
+                self._idle.set()
+
+        return commit
 
     def problem(self) -> str | None:
         if self.conn.closed or self.conn.broken:
@@ -316,7 +326,7 @@ class PostgresStore:
 
     def search_workflows(self, states: tuple[str, ...] | None, func: str | None, since: int | None, limit: int,
                          cursor: tuple[int, str] | None) -> Found:
-        where, params = _workflows_where(states, func, since)
+        where, params = workflows_where(states, func, since)
         if cursor:
             where += " AND (p.created_on, p.id) < (%s, %s)"
             params += [cursor[0], cursor[1]]
@@ -327,7 +337,7 @@ class PostgresStore:
         return found, (found[-1].created_on, found[-1].id) if len(rows) > limit else None
 
     def count_workflows(self, states: tuple[str, ...] | None, func: str | None, since: int | None) -> int:
-        where, params = _workflows_where(states, func, since)
+        where, params = workflows_where(states, func, since)
         row = self._one(f"SELECT count(*) FROM promises p WHERE {where}", params)
         return int(row[0]) if row else 0
 
@@ -499,24 +509,6 @@ _GRAPH = ('WITH RECURSIVE below(id) AS (SELECT %s::text COLLATE "C" UNION SELECT
           "ON p.parent_id = b.id AND p.id <> b.id) "
           "SELECT p.id, p.state, p.completed_on FROM promises p JOIN below b ON p.id = b.id "
           "UNION SELECT id, state, completed_on FROM promises WHERE root_id = %s")
-
-
-def _workflows_where(states: tuple[str, ...] | None, func: str | None, since: int | None) -> tuple[str, list[Any]]:
-    """Tops of call graphs that are invocations (their invoke task exists), filtered."""
-    where = TOPS.replace("parent_id", "p.parent_id").replace("= id", "= p.id")
-    task = "SELECT 1 FROM tasks t WHERE t.id = '__invoke:' || p.id"
-    params: list[Any] = []
-    if func:
-        task += " AND t.func = %s"
-        params.append(func)
-    where += f" AND EXISTS ({task})"
-    if states:
-        where += " AND p.state = ANY(%s)"
-        params.append(list(states))
-    if since is not None:
-        where += " AND p.created_on >= %s"
-        params.append(since)
-    return where, params
 
 
 def search_promises(rows_of: Callable[[str, Sequence[Any]], Rows], id_glob: str | None,

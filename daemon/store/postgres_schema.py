@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import socket
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +125,58 @@ def current_schema(conn: psycopg.Connection[Any]) -> str:
         raise errors.StartupError("the PostgreSQL search_path names no schema that exists: create it, or fix "
                                   "the options in the URL")
     return str(row[0])
+
+
+# -- connections and queries ---------------------------------------------------------------------
+def connect(url: str, location: str) -> psycopg.Connection[Any]:
+    """An autocommit connection, named for ``pg_stat_activity`` (and for the message that says who holds
+    a database); a bad URL or an unreachable server is one clear error, never with the password."""
+    import psycopg
+
+    options: dict[str, Any] = {"application_name": f"resonate pid {os.getpid()} on {socket.gethostname()}"[:63]}
+    if "connect_timeout" not in url:  # the URL's own, if it has one; else 10 s, not libpq's forever
+        options["connect_timeout"] = 10
+    try:
+        return psycopg.connect(url, autocommit=True, **options)
+    except psycopg.ProgrammingError as exc:  # the URL itself: an unknown option, a bad value
+        raise errors.InvalidRequest(f"bad PostgreSQL URL {location}: {_scrub(str(exc), url)}") from None
+    except psycopg.Error as exc:
+        raise errors.StoreGone(f"cannot connect to the PostgreSQL database {location}: {_scrub(str(exc), url)}") from None
+
+
+def _scrub(message: str, url: str) -> str:
+    """A driver message with any password of ``url`` taken out, on one line."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    secrets = []
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if parts.password:
+            secrets += [parts.password, unquote(parts.password)]
+        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() == "password" and v]
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return "; ".join(lines) or "no reason given"
+
+
+def workflows_where(states: tuple[str, ...] | None, func: str | None, since: int | None) -> tuple[str, list[Any]]:
+    """Tops of call graphs that are invocations (their invoke task exists), filtered."""
+    where = TOPS.replace("parent_id", "p.parent_id").replace("= id", "= p.id")
+    task = "SELECT 1 FROM tasks t WHERE t.id = '__invoke:' || p.id"
+    params: list[Any] = []
+    if func:
+        task += " AND t.func = %s"
+        params.append(func)
+    where += f" AND EXISTS ({task})"
+    if states:
+        where += " AND p.state = ANY(%s)"
+        params.append(list(states))
+    if since is not None:
+        where += " AND p.created_on >= %s"
+        params.append(since)
+    return where, params
+
 
 
 # -- errors ---------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import peewee as pw
@@ -72,6 +73,9 @@ class SqliteStore(Retention):
         self.db = db
         self.read_only = read_only
         self._warned = False
+        self._batch: Any = None  # the open group-commit transaction (begin_batch), or None
+        self._idle = threading.Event()  # clear while a batch commits on another thread
+        self._idle.set()
         self._lock = FileLock(lock_path) if lock_path else None
         if self._lock:
             self._lock.acquire()
@@ -217,6 +221,12 @@ class SqliteStore(Retention):
 
     @contextlib.contextmanager
     def _transaction(self, durable: bool) -> Iterator[None]:
+        if not self._idle.is_set():  # a batch commits on another thread: the connection is its until then
+            self._idle.wait()
+        if self._batch is not None:  # inside a group commit: a savepoint, undone alone if it fails
+            with self.db.atomic():
+                yield
+            return
         if self._lock is not None and self._lock.gone() is not None:
             raise errors.StoreGone(self._gone_message())
         if self.read_only:  # a snapshot, never kept: always rolled back
@@ -241,6 +251,39 @@ class SqliteStore(Retention):
         else:
             with self.db.atomic():
                 yield
+
+    # -- group commit (the daemon's batches: server/batch.py) ----------------------------------------
+    @property
+    def slow_commit(self) -> bool:
+        """Whether a commit waits for the disk (a file at synchronous=FULL): worth moving off the loop."""
+        return self._relaxable
+
+    def begin_batch(self) -> None:
+        """Open one write transaction that every ``transaction()`` joins, each in its own savepoint,
+        until ``end_batch``."""
+        if not self._idle.is_set():
+            self._idle.wait()
+        if self._lock is not None and self._lock.gone() is not None:
+            raise errors.StoreGone(self._gone_message())
+        ctx = self.db.atomic("IMMEDIATE")
+        with disk_full_as_store_full(self.location):
+            ctx.__enter__()
+        self._batch = ctx
+
+    def end_batch(self) -> Callable[[], None]:
+        """Close the batch; returns its commit, to run on any thread. Until that commit returns, the
+        store's user waits in ``transaction()`` (the connection is the commit's)."""
+        ctx, self._batch = self._batch, None
+        self._idle.clear()
+
+        def commit() -> None:
+            try:
+                with disk_full_as_store_full(self.location):
+                    ctx.__exit__(None, None, None)  # a failed COMMIT is rolled back by peewee
+            finally:
+                self._idle.set()
+
+        return commit
 
     # -- promises ---------------------------------------------------------------------------------
     def get_promise(self, id: str) -> Promise | None:
