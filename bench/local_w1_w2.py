@@ -1,6 +1,9 @@
-"""W1 and W2 of BENCHMARKS.md for resonate in local mode on a SQLite file; one JSON line per run.
+"""W1 and W2 of BENCHMARKS.md for resonate in local mode on a SQLite file (or a PostgreSQL database);
+one JSON line per run.
 
-    python bench/local_w1_w2.py [--durability full|normal] [--n 2000] [--wf 500]
+    python bench/local_w1_w2.py [--durability full|normal] [--n 2000] [--wf 500] [--db postgresql://...]
+
+``--db``: an empty PostgreSQL database (or schema, by the URL's search_path) instead of a fresh file.
 
 W1: one workflow of n sequential durable steps (and n/4, for the growth exponent k).
 W2: `wf` one-step workflows, each started and awaited before the next.
@@ -29,8 +32,9 @@ def main() -> None:
     ap.add_argument("--durability", default="full")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--wf", type=int, default=500)
+    ap.add_argument("--db", default=None, help="an empty postgresql:// database instead of a fresh SQLite file")
     args = ap.parse_args()
-    db = os.path.join(tempfile.mkdtemp(dir="/tmp", prefix="rl-"), "bench.db")
+    db = args.db or os.path.join(tempfile.mkdtemp(dir="/tmp", prefix="rl-"), "bench.db")
     r = Resonate.local(path=db, durability=args.durability)
 
     @r.register
@@ -60,7 +64,9 @@ def main() -> None:
     r.stop()
     wf.sort()
     print(json.dumps({
-        "system": "resonate-local", "durability": f"WAL, synchronous={args.durability.upper()}", "ok": True,
+        "system": "resonate-local" + (" on PostgreSQL" if args.db else ""), "ok": True,
+        "durability": (f"synchronous_commit={'on' if args.durability == 'full' else 'off'}" if args.db
+                       else f"WAL, synchronous={args.durability.upper()}"),
         "W1_n": big, "W1_us_per_step": round(t_big / big * 1e6, 1), "W1_steps_per_s": round(big / t_big),
         "W1_us_per_step_small_n": round(t_small / small * 1e6, 1), "W1_growth_k": round(k, 2),
         "W2_n": args.wf, "W2_ms_median": round(statistics.median(wf), 3),

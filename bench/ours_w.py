@@ -10,7 +10,7 @@ fresh temp dir as store, perf_counter around the workload only).
 - ``--mode local``: ``Resonate.local(path=<tmp>/bench.db, durability=...)``: SQLite file, WAL,
   synchronous FULL or NORMAL. W6 SIGKILLs the process at step n/2 and starts it again.
 - ``--mode daemon``: starts ``python -m resonate_daemon`` (Unix socket, SQLite file in the run's
-  temp dir) and worker processes (this script with ``--worker``, group ``bench``); the measuring
+  temp dir, or a fresh PostgreSQL database when ``BENCH_PG`` names a server: see ``_db``) and worker processes (this script with ``--worker``, group ``bench``); the measuring
   process is a ``Resonate.remote`` client that ``rpc``s the workflows to the workers. W6 runs
   with two workers: the one running the workflow is SIGKILLed at step n/2 and the daemon hands
   the task to the other; ``restart_s`` is from the kill to the client holding the result.
@@ -151,7 +151,7 @@ class Daemon:
         self.store = store
         self.sock = str(store / "d.sock")
         self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "resonate_daemon", "--socket", self.sock, "--db", str(store / "d.db"),
+            [sys.executable, "-m", "resonate_daemon", "--socket", self.sock, "--db", _db(store),
              "--durability", DURABILITY], stderr=open(store / "daemon.log", "w"))
         self.workers: list[subprocess.Popen[str]] = []
         try:
@@ -209,6 +209,23 @@ class Daemon:
                 p.kill()
                 p.wait()
         return rss
+
+
+def _db(store: Path) -> str:
+    """The daemon's database: a file in the run's temp dir, or with ``BENCH_PG`` (the URL of a PostgreSQL
+    database whose user may create databases) a fresh PostgreSQL database named after that dir."""
+    admin = os.environ.get("BENCH_PG")
+    if not admin:
+        return str(store / "d.db")
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = "bench_" + "".join(ch if ch.isalnum() else "_" for ch in store.name.lower())
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    parts = urlsplit(admin)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
 
 def system(store: Path, workers: int = 1) -> Local | Daemon:

@@ -95,3 +95,41 @@ def socket_dir_problem(directory: str) -> str | None:
         return (f"{directory} can be written by other users (mode {stat.S_IMODE(st.st_mode):o}): they could "
                 "replace the socket")
     return None
+
+
+DB_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_db_url(db: str | None) -> bool:
+    """``postgresql://...`` or ``postgres://...`` (any case): a PostgreSQL database rather than a file."""
+    return bool(db) and str(db).lower().startswith(DB_URL_SCHEMES)
+
+
+def resolve_db(db: str | None) -> str:
+    """What ``--db`` names: a database URL as it is, a file path made absolute, the default file if none."""
+    if db and is_db_url(db):
+        return db
+    return os.path.abspath(db) if db else default_db_path()
+
+
+def display_db(db: str) -> str:
+    """How a database is named to people: a file path as it is, a URL with any password shown as ``***``
+    (in its user part or a ``password=`` parameter). What is printed, logged and reported as a location."""
+    if not is_db_url(db):
+        return db
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(db)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user, _, host = netloc.rpartition("@")
+            if ":" in user:
+                user = user.split(":", 1)[0] + ":***"
+            netloc = f"{user}@{host}"
+        pieces = [p for p in parts.query.split("&") if p]
+        query = "&".join("password=***" if unquote(p.split("=", 1)[0]).lower() == "password" else p for p in pieces)
+        return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+                + (f"#{parts.fragment}" if parts.fragment else ""))
+    except ValueError:  # not even a URL: the scheme only, never the rest (it may hold a secret)
+        return db.split("://", 1)[0] + "://***"

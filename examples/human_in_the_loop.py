@@ -41,10 +41,12 @@ def reviewer(approve: bool) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         pending, _ = resonate.promises.search("expense-*", state="pending")
-        questions = [p for p in pending if p.param.data]  # the approval promise carries the question
+        # The approval promise carries a question; the workflow's own promise (pending too) its arguments.
+        questions = [(p, q) for p in pending if p.param.data
+                     and isinstance(q := codec.decode(p.param), dict) and "question" in q]
         if questions:
-            p = questions[0]
-            question = codec.decode(p.param)["question"]
+            p, asked = questions[0]
+            question = asked["question"]
             print(f"[reviewer] promise {p.id}: {question} -> {'yes' if approve else 'no'}")
             resonate.promises.resolve(p.id, data=json.dumps({"approved": approve, "reviewer": "ada"}))
             return

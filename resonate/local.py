@@ -17,6 +17,7 @@ from typing import TypeVar
 from resonate_daemon import errors
 from resonate_daemon.clock import Clock
 from resonate_daemon.core.engine import Engine
+from resonate_daemon.paths import display_db, is_db_url
 from resonate_daemon.protocol import CreateAndSubscribe, Created, Op
 from resonate_daemon.protocol.records import Message
 from resonate_daemon.store import open_store
@@ -38,7 +39,7 @@ class LocalTransport:
 
     def __init__(self, path: str | None = None, *, durability: str = "full", clock: Clock | None = None,
                  read_only: bool = False) -> None:
-        self.path = os.path.abspath(path) if path else ":memory:"
+        self.path = (path if is_db_url(path) else os.path.abspath(path)) if path else ":memory:"
         self.read_only = read_only
         self.store = open_store(self.path, durability, read_only=read_only)
         self._lock = threading.RLock()
@@ -58,10 +59,10 @@ class LocalTransport:
 
     @property
     def where(self) -> str:
-        return self.path
+        return display_db(self.path)
 
     def _refuse(self, what: str) -> errors.StoreLocked:
-        return errors.StoreLocked(f"{self.path} is open read-only here: another process holds it (it runs "
+        return errors.StoreLocked(f"{self.where} is open read-only here: another process holds it (it runs "
                                   f"workflows on it), so {what} must wait until that process ends; or run a daemon "
                                   "(resonate serve) and let every process go through it")
 
@@ -209,6 +210,6 @@ class LocalTransport:
                 self._wake.wait(wait)
 
     def __repr__(self) -> str:
-        return f"<LocalTransport {self.path}>"
+        return f"<LocalTransport {self.where}>"
 
 

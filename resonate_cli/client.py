@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
-from resonate_daemon.paths import default_db_path, default_socket_path
+from resonate_daemon.paths import default_socket_path, display_db, is_db_url, resolve_db
 from resonate_daemon.protocol.results import Status
 
 from resonate import Registry, Resonate
-from resonate.errors import StoreLocked, Unreachable
+from resonate.errors import InvalidRequest, StoreLocked, Unreachable
 from resonate.remote import probe
 
 # The group the CLI's own connection joins in daemon mode. Never a group workers serve: a task sent to
@@ -55,7 +55,13 @@ class Target:
 
     @property
     def db_path(self) -> str:
-        return os.path.abspath(self.db) if self.db else default_db_path()
+        """The database file (absolute), or a PostgreSQL URL as given."""
+        return resolve_db(self.db)
+
+    @property
+    def db_shown(self) -> str:
+        """The database as people see it (and as a daemon reports it): a URL without its password."""
+        return display_db(self.db_path)
 
     @property
     def where(self) -> str:
@@ -94,7 +100,7 @@ class Client:
         """The daemon's status as the probe read it, or the embedded database's."""
         if self.daemon_status is not None:
             return self.daemon_status
-        return replace(self.resonate.status(), db=self.target.db_path)
+        return replace(self.resonate.status(), db=self.target.db_shown)
 
     def close(self) -> None:
         """Stop the runtime if the command started it, and release the socket or the database lock."""
@@ -109,7 +115,7 @@ def open_client(target: Target, *, app: ModuleType | None = None, require_daemon
     app's functions, instead of the CLI's own group that serves nothing. ``read``: the command only reads,
     so a file another process holds (an ``invoke --app`` running) is opened read-only rather than refused."""
     status = answered = target.probe()
-    if status is not None and target.db and status.db not in ("", target.db_path):
+    if status is not None and target.db and status.db not in ("", target.db_shown):
         status = None  # a daemon is up, but on another database than the one asked for: use that file
     registry, deps = app_registry(app) if app is not None else (None, None)
     if status is not None:
@@ -121,16 +127,18 @@ def open_client(target: Target, *, app: ModuleType | None = None, require_daemon
                           "with `resonate serve`, or leave it out to use the database file directly")
     if require_daemon:
         raise NeedsDaemon(f"no resonate daemon answers at {target.socket_path}; start one with `resonate serve`")
-    if read and app is None and not os.path.exists(target.db_path):
+    url = is_db_url(target.db_path)  # PostgreSQL: no file to look at; the store says what is wrong
+    if read and app is None and not url and not os.path.exists(target.db_path):
         # Nothing stored there (yet, or a typo in --db): answer from an empty store, say so, and create
         # nothing: the file (and its folder) is made by the first command that writes.
         return Client(Resonate.local(), "embedded", target, None, None, missing=True)
-    if read and app is None and os.path.isfile(target.db_path):
+    if read and app is None and (url or os.path.isfile(target.db_path)):
         # A command that only reads never takes the file's lock (an `invoke --app` starting now must not
         # find it taken): it reads a snapshot beside whoever holds it. A file of an older schema is
         # migrated by a normal open, below.
-        with contextlib.suppress(StoreLocked):
-            holder = _held(target.db_path)
+        # A PostgreSQL database without our tables yet (InvalidRequest) gets them from the normal open.
+        with contextlib.suppress(*((StoreLocked, InvalidRequest) if url else (StoreLocked,))):
+            holder = 0 if url else _held(target.db_path)
             return Client(Resonate.local(target.db_path, read_only=True), "embedded", target, None, None,
                           read_only=holder != 0, holder=holder)
     try:

@@ -87,7 +87,7 @@ def main(
     token: str = typer.Option(None, "--token", envvar="RESONATE_TOKEN", help="Bearer token for --url."),
     token_file: str = typer.Option(None, "--token-file", envvar="RESONATE_TOKEN_FILE", help=TOKEN_FILE_HELP),
     ca_file: str = typer.Option(None, "--ca-file", envvar="RESONATE_CA_FILE", metavar="PEM", help=CA_FILE_HELP),
-    db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="Database file when no daemon answers."),
+    db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="Database file (or postgresql:// URL) when no daemon answers."),
     version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:

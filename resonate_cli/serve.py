@@ -10,7 +10,7 @@ import webbrowser
 from typing import Any
 
 import typer
-from resonate_daemon.paths import read_token_file
+from resonate_daemon.paths import is_db_url, read_token_file
 from resonate_daemon.server.config import ServeConfig, check_log_level
 
 from resonate.errors import InvalidRequest, ResonateError
@@ -26,7 +26,7 @@ SOCKET_HELP = "Unix socket path (default: under the user runtime dir)."
 def serve(
     ctx: typer.Context,
     socket: str = typer.Option(None, "--socket", envvar="RESONATE_SOCKET", help=SOCKET_HELP),
-    db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="SQLite database file (default: user data dir)."),
+    db: str = typer.Option(None, "--db", envvar="RESONATE_DB", help="SQLite database file (default: user data dir), or a postgresql:// URL."),
     http: str = typer.Option(None, "--http", metavar="[HOST:]PORT",
                              help="Also listen on TCP, token required; PORT alone: 127.0.0.1 (this machine only)."),
     poll_port: int = typer.Option(None, "--poll-port", metavar="PORT", help="Legacy push stream port (GET /{group}/{pid})."),
@@ -98,7 +98,8 @@ def ui(ctx: typer.Context,
     token = target.token
     if not token:
         try:
-            token = read_token_file(f"{status.db}.token")  # where the daemon keeps a generated token
+            # Where the daemon keeps a generated token: beside its database file, or its socket (PostgreSQL).
+            token = read_token_file(f"{target.socket_path if is_db_url(status.db) else status.db}.token")
         except InvalidRequest as exc:
             fail(f"cannot read the daemon's token: {exc}; give it with --token-file", exits.USAGE)
     from resonate_ui.web import login_url

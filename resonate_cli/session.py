@@ -66,7 +66,7 @@ def using(ctx: typer.Context, *, app: ModuleType | None = None, require_daemon: 
         how = f", read-only: process {client.holder} holds it" if client.read_only else ""
         if client.missing:
             how = ", which does not exist: nothing is stored there (check --db/RESONATE_DB)"
-        err.print(f"[dim]embedded store at {client.target.db_path}{how} (no daemon at {client.target.socket_path})[/]",
+        err.print(f"[dim]embedded store at {client.target.db_shown}{how} (no daemon at {client.target.socket_path})[/]",
                   highlight=False)
     try:
         yield client

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from pg_cluster import Cluster, Unavailable
 from resonate_daemon.clock import ManualClock
 from resonate_daemon.core.engine import Engine
 from resonate_daemon.protocol.records import Message
@@ -30,6 +31,28 @@ def short_dir() -> Iterator[str]:
 @pytest.fixture
 def db_path(short_dir: str) -> str:
     return os.path.join(short_dir, "r.db")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """The session's PostgreSQL (see ``pg_cluster.py``); the tests that use it skip only where there are no
+    server binaries (and no RESONATE_TEST_POSTGRES)."""
+    cluster = Cluster()
+    try:
+        cluster.start()
+    except Unavailable as exc:
+        cluster.stop()
+        pytest.skip(f"no PostgreSQL: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """A fresh, empty schema of its own on the session's PostgreSQL, as a URL for ``open_store``."""
+    return pg_cluster.fresh_url()
 
 
 @pytest.fixture
@@ -60,6 +83,18 @@ def sink() -> Sink:
 def engine(db_path: str, clock: ManualClock, sink: Sink) -> Iterator[Engine]:
     """An engine on a real SQLite file, with a manual clock and a collecting sink."""
     store = open_store(db_path)
+    try:
+        yield Engine(store, clock, sink=sink)
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_engine(request: pytest.FixtureRequest, db_path: str, clock: ManualClock, sink: Sink) -> Iterator[Engine]:
+    """``engine`` on each backend: a SQLite file, and a fresh schema of the session's PostgreSQL. A module
+    runs its engine tests on both by defining ``engine`` as this."""
+    target = request.getfixturevalue("pg_url") if request.param == "postgres" else db_path
+    store = open_store(target)
     try:
         yield Engine(store, clock, sink=sink)
     finally:

@@ -168,6 +168,12 @@ def state_after(current: Promise | None, verdict: Verdict) -> str | None:
     return current.state if current is not None else None
 
 
+
+@pytest.fixture
+def engine(backend_engine: Engine) -> Engine:
+    """The engine tests of this table run on SQLite and on PostgreSQL (conftest's ``backend_engine``)."""
+    return backend_engine
+
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
 def test_transition_pure(row: Row) -> None:
     current = record(row)

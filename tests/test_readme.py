@@ -38,7 +38,7 @@ def shell(command: str, short_dir: str, timeout: float, **extra: str) -> subproc
 def test_readme_starts_with_exactly_two_commands() -> None:
     first, second = setup_commands()  # exactly two, or this unpacking fails
     assert first.startswith("pip install -e . && resonate invoke ")
-    assert second.startswith('pip install -e ".[test]" && ') and "pytest" in second
+    assert second.startswith('pip install -e ".[test,postgres]" && ') and "pytest" in second
     with open(os.path.join(ROOT, ".ci", "run")) as f:
         ci = f.read()
     assert "sed -n 2p" in ci  # .ci/run takes its test command from the same line

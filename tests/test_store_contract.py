@@ -71,16 +71,26 @@ def sqlite_file() -> Backend:
     return Backend(os.path.join(path, "r.db"), lambda: shutil.rmtree(path, ignore_errors=True))
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {
-    "sqlite-file": sqlite_file,
-    "sqlite-memory": lambda: Backend(":memory:"),
+def postgres(request: pytest.FixtureRequest) -> Backend:
+    """A fresh schema of the session's PostgreSQL (``pg_cluster.py``)."""
+    return Backend(request.getfixturevalue("pg_url"))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {
+    "sqlite-file": lambda _: sqlite_file(),
+    "sqlite-memory": lambda _: Backend(":memory:"),
+    "postgres": postgres,
 }
-DURABLE = ["sqlite-file"]  # data outlives the store object, and one process at a time may hold it
+DURABLE = ["sqlite-file", "postgres"]  # data outlives the store object, and one process at a time may hold it
+
+
+def is_postgres(backend: Backend) -> bool:
+    return backend.target.startswith("postgresql://")
 
 
 @pytest.fixture(params=list(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    b = BACKENDS[request.param]()
+    b = BACKENDS[request.param](request)
     yield b
     b.stop()
 
@@ -554,7 +564,7 @@ class TestDurableStoreContract:
         finally:
             reader.close()
         assert store.get_promise("ghost") is None
-        with pytest.raises(errors.InvalidRequest, match="no database file"):
+        with pytest.raises(errors.InvalidRequest, match="no database file|no resonate database"):
             open_store(backend.target + "-missing", read_only=True)
 
 
@@ -639,7 +649,8 @@ class TestRetention:
             assert store.collect(100, None, 5000)[0].promises == 2000
         freed, more = store.reclaim(1_000_000)
         assert not more
-        if backend.target == ":memory:":
-            assert freed == 0  # memory has no file to give back
+        if backend.target == ":memory:" or is_postgres(backend):
+            assert freed == 0  # memory has no file to give back; PostgreSQL's autovacuum keeps the space
+            assert full > empty and store.size() > 0
             return
         assert freed > 7_000_000 and full > 8_000_000 and store.size() < empty * 1.2

@@ -305,6 +305,12 @@ def perform(engine: Engine, request: TaskRequest) -> object:
     raise AssertionError(f"no engine path for {request!r}")
 
 
+
+@pytest.fixture
+def engine(backend_engine: Engine) -> Engine:
+    """The engine tests of this table run on SQLite and on PostgreSQL (conftest's ``backend_engine``)."""
+    return backend_engine
+
 @pytest.mark.parametrize("row", ENGINE_ROWS, ids=lambda r: r.id)
 def test_task_transition_through_engine(row: Row, engine: Engine, clock: ManualClock, sink: Sink,
                                         monkeypatch: pytest.MonkeyPatch) -> None:

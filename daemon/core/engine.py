@@ -68,7 +68,7 @@ from ..protocol.results import (
     Suspension,
     TaskResult,
 )
-from ..store import Store
+from ..store import Store, retrying
 from .connections import Connections
 from .retention import Retention
 from .schedules import Schedules
@@ -139,7 +139,12 @@ class Engine(Connections, Schedules, Workflows, Retention):
     def _run(self, fn: Callable[[int], T | _Fail], *, durable: bool = True) -> T:
         """Run ``fn(now)`` in one transaction; deliver its messages after commit; raise its error after.
         ``durable=False`` commits without the fsync. While ``hold`` is on (a group commit), the
-        transaction is a savepoint of the batch and its effects wait for the batch's commit."""
+        transaction is a savepoint of the batch and its effects wait for the batch's commit. A transaction
+        that lost a race with another process on the database (``store.Conflict``, PostgreSQL only) is run
+        again, whole: ``store.retrying``."""
+        return retrying(lambda: self._run_once(fn, durable))
+
+    def _run_once(self, fn: Callable[[int], T | _Fail], durable: bool) -> T:
         self._outbox, self._earliest, self._touched = [], None, []
         try:
             with self.store.transaction(durable):

@@ -3,3 +3,7 @@
 Everything here runs on one asyncio event loop that owns the engine (the supervisor's threads manage
 worker processes and never touch the engine).
 """
+
+from ..store import import_peewee_without_drivers
+
+import_peewee_without_drivers()  # a daemon on SQLite never loads a PostgreSQL driver

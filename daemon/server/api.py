@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import errors
 from ..core.engine import Engine
+from ..paths import display_db
 from ..protocol import OPS, CollectGarbage, GetPromise, GetStatus, Incoming, Op, SearchPromises
 from ..protocol.records import Promise, decode_cursor, encode_cursor, parse_address
 from ..protocol.results import Collected, Page, Status
@@ -164,7 +165,7 @@ def daemon_status(engine: Engine, dispatcher: Dispatcher, cfg: ServeConfig) -> S
             key = (parse_address(msg.recv).group, msg.task.func or "?", msg.task.version)
             waiting[key] = waiting.get(key, 0) + 1
     return replace(engine.get_status(GetStatus()), mode="daemon", pid=os.getpid(), socket=cfg.socket,
-                   db=cfg.db, http=f"{cfg.http[0]}:{cfg.http[1]}" if cfg.http else None,
+                   db=display_db(cfg.db), http=f"{cfg.http[0]}:{cfg.http[1]}" if cfg.http else None,
                    poll_port=cfg.poll_port, workers=dispatcher.workers(), functions=dispatcher.functions(),
                    waiting=[{"group": g, "func": f, "version": v, "tasks": n} for (g, f, v), n in sorted(waiting.items())],
                    ui=f"{'https' if cfg.tls else 'http'}://127.0.0.1:{cfg.ui_port}/ui/" if cfg.ui_port is not None else None)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import errors
-from ..paths import MAX_SOCKET_PATH, default_db_path, default_socket_path, read_token_file
+from ..paths import MAX_SOCKET_PATH, default_socket_path, is_db_url, read_token_file, resolve_db
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024  # 10 MiB: far above any sane promise param, far below memory trouble
 DEFAULT_REQUEST_TIMEOUT_S = 10.0  # a TCP request must arrive whole this soon after its first byte
@@ -90,8 +90,9 @@ class ServeConfig:
 
     @property
     def token_path(self) -> str:
-        """Where a generated token is kept (0600, beside the database) for remote workers to read."""
-        return f"{self.db}.token"
+        """Where a generated token is kept (0600, beside the database file; beside the socket for a
+        PostgreSQL database) for remote workers to read."""
+        return f"{self.socket if is_db_url(self.db) else self.db}.token"
 
     @property
     def needs_token(self) -> bool:
@@ -146,7 +147,7 @@ class ServeConfig:
         read_only = pick(ui_read_only, "UI_READ_ONLY")
         return cls(
             socket=os.path.abspath(socket_path),
-            db=os.path.abspath(str(pick(db, "DB") or default_db_path())),
+            db=_db(pick(db, "DB")),
             durability=dur,
             http=parse_hostport(str(http_text)) if http_text else None,
             poll_port=_int(port, "poll port", 0, 65535) if port is not None else None,
@@ -193,6 +194,22 @@ def _int(value: object, what: str, lo: int, hi: int) -> int:
     if not lo <= n <= hi:
         raise errors.InvalidRequest(f"{what} must be from {lo} to {hi}, not {n}")
     return n
+
+
+def _db(value: object) -> str:
+    """A file path (made absolute) or a PostgreSQL URL, checked enough to refuse a typo in one line."""
+    text = str(value) if value else ""
+    if "://" in text and not is_db_url(text):
+        scheme = text.split("://", 1)[0]
+        raise errors.InvalidRequest(f"--db takes a file path or a postgresql:// URL, not a {scheme}:// URL")
+    if is_db_url(text):
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(text).port  # noqa: B018  # a port that is not a number raises here
+        except ValueError as exc:
+            raise errors.InvalidRequest(f"bad PostgreSQL URL (--db): {exc}") from None
+    return resolve_db(text or None)
 
 
 def _or(value: object, default: object) -> object:

@@ -33,7 +33,7 @@ import uvicorn
 
 from ..core.engine import Engine
 from ..errors import StartupError
-from ..paths import default_socket_path, socket_dir_problem
+from ..paths import default_socket_path, display_db, socket_dir_problem
 from ..store import open_store
 from .api import AppState, UiFactory, create_app
 from .batch import Batcher
@@ -310,7 +310,7 @@ async def _run(config: ServeConfig, listeners: list[tuple[Any, socket.socket, bo
                 where.append(f"poll port {config.poll_port}" + (" (TLS)" if config.tls else ""))
             if config.ui_port is not None:
                 where.append(f"ui {scheme}://127.0.0.1:{config.ui_port}/ui/")
-            print(f"resonate daemon listening on {', '.join(where)} (db {config.db})", file=sys.stderr, flush=True)
+            print(f"resonate daemon listening on {', '.join(where)} (db {display_db(config.db)})", file=sys.stderr, flush=True)
             if ready is not None:
                 ready()
             if supervisor is not None:

@@ -1,6 +1,6 @@
 """Durable storage behind one narrow interface: the verbs the engine needs, records in and out.
 
-``Store`` is a typed protocol; a backend is one module (``sqlite`` today). No backend type, row or query
+``Store`` is a typed protocol; a backend is one module (``sqlite``, ``postgres``). No backend type, row or query
 object leaves its module: callers get the frozen records of ``resonate_daemon.protocol``. A store is
 not thread-safe by itself; its one user (the engine, on the daemon's event loop, or under the local
 transport's lock) serialises every call. Every write happens inside ``transaction()``.
@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from .. import errors
+from ..paths import display_db as display_location
+from ..paths import is_db_url as is_postgres_url
 from ..protocol.records import Callback, Promise, Schedule, Task
 from ..protocol.results import Collected
 
 DURABILITIES = ("full", "normal")
+T = TypeVar("T")
 
 
 class Store(Protocol):
@@ -24,12 +28,13 @@ class Store(Protocol):
 
     @property
     def location(self) -> str:
-        """Where the data lives, for people (a file path, ``:memory:``)."""
+        """Where the data lives, for people (a file path, ``:memory:``, a URL with its password as ``***``)."""
         ...
 
     def transaction(self, durable: bool = True) -> AbstractContextManager[None]:
         """One write transaction. ``durable=False`` may skip the flush to disk for a write whose loss on
-        power failure is harmless; commits stay in order."""
+        power failure is harmless; commits stay in order. On a backend shared with other processes
+        (PostgreSQL) it may raise ``Conflict``: nothing of it was kept, and its opener runs it again."""
         ...
 
     @property
@@ -48,11 +53,12 @@ class Store(Protocol):
         ...
 
     def problem(self) -> str | None:
-        """What is wrong with the store now (its file deleted or replaced while open), or None."""
+        """What is wrong with the store now (its file deleted or replaced while open, its server out of
+        reach), or None."""
         ...
     def data_version(self) -> int:
-        """A number that changes when another process commits to the store (how a read-only reader of a
-        file notices writes it cannot be told of)."""
+        """A number that changes when another process commits to the store (how a read-only reader
+        notices writes it cannot be told of; on PostgreSQL it may change for commits of other databases)."""
         ...
     def close(self) -> None: ...
 
@@ -75,8 +81,9 @@ class Store(Protocol):
                         limit: int, cursor: tuple[int, str] | None) -> tuple[list[Promise], tuple[int, str] | None]:
         ...
     def reader(self) -> Any:
-        """A ``search.Reader`` that runs searches off the caller's thread on its own connections, or None
-        when the store has a single connection (in memory)."""
+        """A ``search.Reader`` (or one with its interface: ``pool``, ``search_promises``, ``close``) that
+        runs searches off the caller's thread on its own connections, or None when the store has a single
+        connection (in memory)."""
         ...
 
     def timed_out_promises(self, now: int, limit: int) -> list[Promise]:
@@ -151,20 +158,78 @@ class Store(Protocol):
         ...
     def reclaim(self, pages: int) -> tuple[int, bool]:
         """Give up to ``pages`` free pages of the file back, in its own transaction: (bytes, whether free
-        pages remain). 0 where the backend cannot (memory)."""
+        pages remain). 0 where the backend cannot or does not (memory; PostgreSQL, whose autovacuum keeps
+        the space for reuse)."""
         ...
     def size(self) -> int:
-        """Bytes the store takes on disk (for a file: it and its write-ahead log)."""
+        """Bytes the store takes on disk (for a file: it and its write-ahead log; on PostgreSQL: its
+        tables and their indexes)."""
         ...
 
 
 def open_store(path: str = ":memory:", durability: str = "full", *, read_only: bool = False) -> Store:
     """Open (creating if needed) the store at ``path``: a SQLite file, locked to this process, or
-    ``:memory:``; ``read_only``: an existing file another process holds, read without its lock, nothing
-    ever stored."""
+    ``:memory:``, or a PostgreSQL database (``postgresql://...``: its schema created or migrated, one
+    writing process at a time); ``read_only``: an existing database another process holds, read without
+    its lock, nothing ever stored. psycopg is imported only here, only for a PostgreSQL URL."""
+    if is_postgres_url(path):
+        try:
+            from .postgres import PostgresStore
+        except ImportError:
+            raise errors.StartupError('a PostgreSQL database needs psycopg 3: pip install "resonate-local[postgres]" '
+                                      '(or pip install "psycopg[binary]")') from None
+        return PostgresStore.open(path, durability, read_only=read_only)
     from .sqlite import SqliteStore
 
     return SqliteStore.open(path, durability, read_only=read_only)
+
+
+def import_peewee_without_drivers() -> None:
+    """Import peewee without letting it import psycopg (or psycopg2): when installed, peewee imports it
+    at once (about 100 ms, and a driver the SQLite store never uses). For the daemon's own process only
+    (``resonate_daemon.server`` calls it first): in a process that runs user code, an app using peewee on
+    PostgreSQL needs peewee's psycopg. ``open_store`` of a PostgreSQL URL imports psycopg itself, later."""
+    import sys
+
+    if "peewee" in sys.modules:
+        return
+    blocked = [name for name in ("psycopg", "psycopg2") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not available" mark
+    try:
+        import peewee  # noqa: F401
+    finally:
+        for name in blocked:
+            sys.modules.pop(name, None)
+
+
+def schema_too_new(location: str, found: int, supported: int) -> errors.StartupError:
+    """The one refusal, on every backend, of a database whose schema a newer resonate made (nothing in it
+    is changed)."""
+    return errors.StartupError(f"database {location} has schema version {found}, newer than this program's "
+                               f"{supported}: a newer resonate made it; upgrade resonate to open it (nothing was "
+                               "changed)")
+
+
+class Conflict(Exception):
+    """A transaction lost a race with another one on the same rows (a unique key taken, a deadlock, a
+    serialization failure: PostgreSQL with other processes on the database). Nothing of it was kept;
+    its opener runs it again, whole: ``retrying``."""
+
+
+CONFLICT_RETRIES = 8
+
+
+def retrying(attempt: Callable[[], T]) -> T:
+    """``attempt()``, run again (up to ``CONFLICT_RETRIES`` times) while it raises ``Conflict``. The engine's
+    operations go through it: each attempt is one whole transaction, and nothing of a lost one was kept
+    (its messages are sent only after a commit)."""
+    for _ in range(CONFLICT_RETRIES - 1):
+        try:
+            return attempt()
+        except Conflict:
+            continue
+    return attempt()
 
 
 def glob_match(pattern: str | None, text: str) -> bool:
@@ -183,4 +248,5 @@ def glob_prefix(pattern: str | None) -> str | None:
     return pattern.split("*", 1)[0] if "*" in pattern else pattern
 
 
-__all__ = ["DURABILITIES", "Store", "glob_match", "glob_prefix", "open_store"]
+__all__ = ["DURABILITIES", "Conflict", "Store", "display_location", "glob_match", "glob_prefix", "is_postgres_url",
+           "open_store", "retrying", "schema_too_new"]

@@ -35,7 +35,7 @@ from ..protocol.records import (
     Task,
     Value,
 )
-from . import glob_match, glob_prefix
+from . import glob_match, glob_prefix, schema_too_new
 from .retention import Retention
 from .search import Reader, run_search
 from .sqlite_schema import (
@@ -163,6 +163,8 @@ class SqliteStore(Retention):
         if self.db.table_exists("meta"):
             row = MetaRow.get_or_none(MetaRow.key == "schema_version")
             version = int(row.value) if row else 0
+        if version > SCHEMA_VERSION:
+            raise schema_too_new(self.location, version, SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise errors.StoreLocked(f"database {self.location!r} has schema version {version}, this program reads "
                                      f"{SCHEMA_VERSION}; it is migrated when opened for writing (not while another "
@@ -207,8 +209,7 @@ class SqliteStore(Retention):
                 row = MetaRow.get_or_none(MetaRow.key == "schema_version")
                 version = int(row.value) if row else 0
             if version > SCHEMA_VERSION:
-                raise errors.InvalidRequest(
-                    f"database schema version {version} is newer than this program's {SCHEMA_VERSION}")
+                raise schema_too_new(self.location, version, SCHEMA_VERSION)
             for step in MIGRATIONS[version:]:
                 step(self.db)
             if version != SCHEMA_VERSION:
