@@ -179,7 +179,7 @@ class Ui:
     async def status_page(self, request: Request) -> Response:
         cfg = self.state.config
         status = daemon_status(self.engine, self.state.dispatcher, cfg)
-        size = sum(os.path.getsize(f) for f in (cfg.db, cfg.db + "-wal") if os.path.exists(f))
+        size = await self.state.batch.call(self.engine.store.size)  # the backend's own count (file, or tables)
         return self.render(request, "status.html", status=status, size=size, retention=cfg.retention_ms,
                            durability=cfg.durability, uptime=int(time.monotonic() * 1000) - self.started_ms)
 
