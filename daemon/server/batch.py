@@ -91,29 +91,19 @@ class Batcher:
             asyncio.get_running_loop().call_soon(self._drain)
 
     def _drain(self) -> None:
-        if self._queue and self._queue[0].alone:
-            c = self._queue.popleft()
-            try:
-                outcome = (True, c.fn())
-            except Exception as exc:
-                outcome = (False, exc)
-            self._settle([c], [outcome], [], None)
+        if not self._queue:
+            self._busy = False
+            return
+        if self._queue[0].alone:
+            self._run_alone(self._queue.popleft())
             return
         calls: list[_Call] = []
         while self._queue and len(calls) < self.max_batch and not self._queue[0].alone:
             calls.append(self._queue.popleft())
-        if not calls:
-            self._busy = False
-            return
         if len(calls) == 1 and self.inline_single:
-            # Alone: nothing to share a commit with. Its own transaction, committed here on the loop, costs
-            # less than a savepoint and two thread hand-offs (a sequential workflow's every step).
-            c = calls[0]
-            try:
-                outcome = (True, c.fn())
-            except Exception as exc:
-                outcome = (False, exc)
-            self._settle([c], [outcome], [], None)
+            # Nothing to share a commit with: its own transaction, committed here on the loop, costs less
+            # than a savepoint and two thread hand-offs (a sequential workflow's every step).
+            self._run_alone(calls[0])
             return
         try:
             self.store.begin_batch()
@@ -142,6 +132,14 @@ class Batcher:
         loop = asyncio.get_running_loop()
         self._committer.run(commit, lambda failed: loop.call_soon_threadsafe(self._settle, calls, outcomes, held,
                                                                            failed))
+
+    def _run_alone(self, c: _Call) -> None:
+        """Outside any batch: the call opens and commits its own transactions, and is answered at once."""
+        try:
+            outcome = (True, c.fn())
+        except Exception as exc:
+            outcome = (False, exc)
+        self._settle([c], [outcome], [], None)
 
     def _settle(self, calls: list[_Call], outcomes: list[tuple[bool, Any]], held: list[Effects],
                 failed: BaseException | None) -> None:
