@@ -79,6 +79,17 @@ class Connections:
     def _each(self, tasks: list[Task], request: TaskRequest, now: int) -> int:
         return sum(self._task(t, request, now).task is not None for t in tasks)
 
+    def claim_backlog(self, pick: Callable[[Message], tuple[str, int] | None]) -> list[Message]:
+        """At a worker's connect, in one transaction: the waiting tasks ``pick`` gives it (process id and
+        lease), each claimed for it as a live task is (``claimed_for``); one whose root ended is left out."""
+
+        def run(now: int) -> list[Message]:
+            picked = [(m, holder) for m in self.dispatchable() if (holder := pick(m)) is not None]
+            claimed = [self.claimed_for(m, *holder) for m, holder in picked]
+            return [m for m in claimed if m.claimed is not None]
+
+        return list(self._run(run))
+
     def dispatchable(self) -> list[Message]:
         """Messages for every INIT task that may go out now (sent when a worker connects)."""
         out: list[Message] = []

@@ -294,10 +294,18 @@ class PushStream:
                 (b"x-accel-buffering", b"no")]})
             # A comment first: clients see the stream is up before any message exists.
             await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
-            backlog = await batch.call(engine.dispatchable)
+            if self.lease_ms is None:
+                backlog = [m for m in await batch.call(engine.dispatchable)
+                           if dispatcher.wants(conn, m) and dispatcher.take(conn, m)]
+            else:  # claimed for this worker in one transaction, as live tasks are (Engine.claimed_for)
+                lease = self.lease_ms
+
+                def pick(m: Message) -> tuple[str, int] | None:
+                    return (conn.pid, lease) if dispatcher.wants(conn, m) and dispatcher.take(conn, m) else None
+
+                backlog = await batch.call(partial(engine.claim_backlog, pick))
             for msg in backlog:
-                if dispatcher.wants(conn, msg) and dispatcher.take(conn, msg):
-                    conn.queue.put_nowait(msg)
+                conn.queue.put_nowait(msg)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_disconnect, receive, tg.cancel_scope)
                 await self._pump(conn, send, engine, batch)
@@ -324,50 +332,31 @@ class PushStream:
             if msg is None:
                 return
             msgs = [msg]
-            while not conn.queue.empty():  # what queued meanwhile goes out together (one batch of claims)
+            while not conn.queue.empty():  # what queued meanwhile goes out in one write
                 more = conn.queue.get_nowait()
                 if more is None:
                     conn.queue.put_nowait(None)  # the end, after these
                     break
                 msgs.append(more)
             msgs = [m for m in msgs if m.task is None or conn.first_send(m.task.id, m.task.counter)]
-            lines = await self._claimed(msgs, conn, engine, batch) if self.lease_ms is not None else [
-                (m, json.dumps(m.to_json(), separators=(",", ":"))) for m in msgs]
-            body = "".join(f"data: {line}\n\n" for _, line in lines)
+            body = "".join(f"data: {json.dumps(_wire(m, engine), separators=(',', ':'))}\n\n" for m in msgs)
             if body:
                 await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
-            if self.lease_ms is None:
-                for m, _ in lines:  # in the next batch, before the claim this push brings (it queues after)
-                    if m.task is not None:  # a failure leaves the task INIT, to be sent again
-                        batch.post(partial(engine.mark_sent, m.task.id, m.task.counter, conn.pid),
-                                   f"marking task {m.task.id} sent")
+            for m in msgs:  # in the next batch, before the claim this push brings (it queues after)
+                if m.task is not None and m.claimed is None:  # a failure leaves the task INIT, sent again
+                    batch.post(partial(engine.mark_sent, m.task.id, m.task.counter, conn.pid),
+                               f"marking task {m.task.id} sent")
 
-    async def _claimed(self, msgs: list[Message], conn: Connection, engine: Engine,
-                       batch: Batcher) -> list[tuple[Message, str]]:
-        """Claim each task for this worker (in one batch) and add the claim's answer to its message; a task
-        someone else claimed meanwhile, or that ended, is not sent."""
-        assert self.lease_ms is not None
-        claims = [ClaimTask(m.task.id, m.task.counter, conn.pid, self.lease_ms, graph=True) if m.task else None
-                  for m in msgs]
-        claims = [None if m.claimed is not None else c for m, c in zip(msgs, claims, strict=True)]
-        answers = await asyncio.gather(*(batch.call(partial(engine.claim_task, c)) for c in claims if c),
-                                       return_exceptions=True)
-        out: list[tuple[Message, str]] = []
-        it = iter(answers)
-        for m, claim in zip(msgs, claims, strict=True):
-            obj = m.to_json()
-            if m.claimed is not None and m.task is not None:  # claimed as it went out (Engine.claimed_for)
-                body = ClaimTask(m.task.id, m.task.counter, conn.pid, self.lease_ms, graph=True).respond(m.claimed)[1]
-                obj["claimed"] = {**body, "now": engine.clock.now()}
-            elif claim is not None:
-                answer = next(it)
-                if isinstance(answer, BaseException):
-                    log.debug("not sending task %s: %s", claim.id, answer)
-                    continue
-                # with the daemon's clock: a worker that claims nothing learns it from here (its deadlines)
-                obj["claimed"] = {**claim.respond(answer)[1], "now": engine.clock.now()}
-            out.append((m, json.dumps(obj, separators=(",", ":"))))
-        return out
+
+def _wire(m: Message, engine: Engine) -> dict[str, Any]:
+    """A message as its ``data:`` line carries it: a task claimed for its worker carries the claim's
+    answer, with the daemon's clock (a worker that claims nothing learns it from here, for its deadlines)."""
+    obj = m.to_json()
+    if m.claimed is not None:
+        t = m.claimed.task
+        answer = ClaimTask(t.id, t.counter, t.process_id or "?", t.ttl or 1, graph=True).respond(m.claimed)[1]
+        obj["claimed"] = {**answer, "now": engine.clock.now()}
+    return obj
 
 
 async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
