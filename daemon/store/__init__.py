@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 from .. import errors
 from ..paths import display_db as display_location
 from ..paths import is_db_url as is_postgres_url
-from ..protocol.records import Callback, Promise, Schedule, Task
+from ..protocol.records import PENDING, Callback, Promise, Schedule, Task
 from ..protocol.results import Collected
 
 DURABILITIES = ("full", "normal")
@@ -230,6 +230,32 @@ def retrying(attempt: Callable[[], T]) -> T:
         except Conflict:
             continue
     return attempt()
+
+
+Top = tuple[str, int, "str | None"]  # a top of a finished call graph: id, completed_on, its root tag
+
+
+def finished_graphs(tops: list[Top], before: int, limit: int, pending: Callable[[str], bool],
+                    graph: Callable[[str], list[tuple[str, str, int | None]]]) -> tuple[list[str], tuple[int, str] | None]:
+    """Retention's rule, one for every backend: of ``tops`` (oldest first, at most ``limit``), the ids of
+    each whole graph (``graph(top)``: id, state, completed_on) with nothing pending and everything completed
+    before ``before``, about ``limit`` ids in all; and where the next batch starts (None: every older top
+    was seen). A top tagged with a root still pending is skipped: that workflow's replay reads it."""
+    doomed: dict[str, None] = {}  # ordered and without repeats
+    cursor: tuple[int, str] | None = None
+    for i, (top, done, root) in enumerate(tops):
+        cursor = (done, top)
+        if root and root != top and pending(root):
+            continue
+        members = graph(top)
+        if all(state != PENDING and on is not None and on < before for _, state, on in members):
+            doomed.update((id, None) for id, _, _ in members)
+        if len(doomed) >= limit and i + 1 < len(tops):
+            break
+    else:
+        if len(tops) < limit:
+            cursor = None
+    return list(doomed), cursor
 
 
 def glob_match(pattern: str | None, text: str) -> bool:

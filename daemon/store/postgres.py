@@ -47,7 +47,7 @@ from ..protocol.records import (
     Task,
 )
 from ..protocol.results import Collected
-from . import glob_match, glob_prefix
+from . import finished_graphs, glob_match, glob_prefix
 from .postgres_schema import (
     CALLBACK_COLUMNS,
     HOLDER_LOCK,
@@ -480,22 +480,10 @@ class PostgresStore:
             params += [after[0], after[1]]
         tops = self._rows(f"SELECT id, completed_on, root_id FROM promises WHERE {where} ORDER BY completed_on, id "
                           "LIMIT %s", [*params, limit])
-        doomed: dict[str, None] = {}  # ordered and without repeats
-        cursor: tuple[int, str] | None = None
-        for i, (top, done, root) in enumerate(tops):
-            cursor = (done, top)
-            if root and root != top and self._one("SELECT 1 FROM promises WHERE id = %s AND state = %s",
-                                                  (root, PENDING)):
-                continue  # a top without a parent, yet tagged with a running workflow: its replay reads it
-            graph = self._rows(_GRAPH, (top, top))
-            if all(state != PENDING and on is not None and on < before for _, state, on in graph):
-                doomed.update((id, None) for id, _, _ in graph)
-            if len(doomed) >= limit and i + 1 < len(tops):
-                break
-        else:
-            if len(tops) < limit:
-                cursor = None  # every older top was seen
-        ids = list(doomed)
+        ids, cursor = finished_graphs(
+            tops, before, limit,
+            lambda root: self._one("SELECT 1 FROM promises WHERE id = %s AND state = %s", (root, PENDING)) is not None,
+            lambda top: self._rows(_GRAPH, (top, top)))
         counts = []
         for table, where in (("promises", "id = ANY(%s)"), ("tasks", "root_id = ANY(%s)"),
                              ("callbacks", "promise_id = ANY(%s) OR root_id = ANY(%s)")):

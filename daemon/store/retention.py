@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..protocol.records import PENDING
 from ..protocol.results import Collected
+from . import finished_graphs
 
 if TYPE_CHECKING:
     import peewee as pw
@@ -64,21 +65,9 @@ class Retention:
             params += [after[0], after[0], after[1]]
         tops = self.db.execute_sql(f"SELECT id, completed_on, root_id FROM promises INDEXED BY promises_done WHERE "
                                    f"{where} ORDER BY completed_on, id LIMIT ?", [*params, limit]).fetchall()
-        doomed: dict[str, None] = {}  # ordered and without repeats
-        cursor: tuple[int, str] | None = None
-        for i, (top, done, root) in enumerate(tops):
-            cursor = (done, top)
-            if root and root != top and self._pending(root):
-                continue  # a top without a parent, yet tagged with a running workflow: its replay reads it
-            graph = self.db.execute_sql(_GRAPH, (top, top)).fetchall()
-            if all(state != PENDING and on is not None and on < before for _, state, on in graph):
-                doomed.update((id, None) for id, _, _ in graph)
-            if len(doomed) >= limit and i + 1 < len(tops):
-                break
-        else:
-            if len(tops) < limit:
-                cursor = None  # every older top was seen
-        promises, tasks, callbacks = self._delete_graphs(list(doomed), dry_run)
+        doomed, cursor = finished_graphs(tops, before, limit, self._pending,
+                                         lambda top: self.db.execute_sql(_GRAPH, (top, top)).fetchall())
+        promises, tasks, callbacks = self._delete_graphs(doomed, dry_run)
         return Collected(promises, tasks, callbacks, before=before, dry_run=dry_run), cursor
 
     def _delete_graphs(self, ids: list[str], dry_run: bool) -> list[int]:
