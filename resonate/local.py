@@ -22,7 +22,7 @@ from resonate_daemon.protocol import CreateAndSubscribe, Created, Op
 from resonate_daemon.protocol.records import Message
 from resonate_daemon.store import open_store
 
-from .transport import OnMessage
+from .transport import OnMessage, start_now
 
 log = logging.getLogger("resonate")
 R = TypeVar("R")
@@ -67,13 +67,7 @@ class LocalTransport:
                                   "(resonate serve) and let every process go through it")
 
     def start_soon(self, op: CreateAndSubscribe, done: Callable[[Created | BaseException], None]) -> None:
-        """Here, now: no round trip to save."""
-        try:
-            created = self.call(op)
-        except Exception as exc:
-            done(exc)
-        else:
-            done(created)
+        start_now(self, op, done)
 
     def call(self, op: Op[R], fence: tuple[str, int] | None = None) -> R:
         if self.read_only and op.METHOD != "GET":  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ from resonate_daemon.protocol import CreateAndSubscribe, Created, Op
 from resonate_daemon.protocol.records import Message
 from starlette.requests import Request
 
+from resonate.transport import start_now
+
 R = TypeVar("R")
 
 
@@ -34,12 +36,7 @@ class EngineTransport:
         return op.run(self.engine)
 
     def start_soon(self, op: CreateAndSubscribe, done: Callable[[Created | BaseException], None]) -> None:
-        try:
-            created = op.run(self.engine)
-        except Exception as exc:
-            done(exc)
-        else:
-            done(created)
+        start_now(self, op, done)
 
     def connect(self, group: str, pid: str, on_message: Callable[[Message], None],
                 functions: dict[str, list[int]] | None = None, lease_ms: int | None = None) -> None:
