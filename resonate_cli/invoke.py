@@ -15,7 +15,6 @@ from resonate_daemon.protocol.records import Promise, address_of, parse_address
 from resonate_daemon.protocol.results import Status
 from rich.markup import escape
 
-from resonate import codec
 from resonate.errors import PromiseNotFound
 from resonate.handle import Handle
 from resonate.history import steps_of
@@ -23,7 +22,7 @@ from resonate.render import error_of, promise_doc
 
 from . import exits
 from .client import Client
-from .invoke_many import invoke_many
+from .invoke_many import invoke_many, other_invocation
 from .output import View, err, fail, json_mode, out, output
 from .render import print_error
 from .session import APP_HELP, import_app, parse_duration, parse_tags, parse_value, using
@@ -155,15 +154,10 @@ def _existing(client: Client, id: str, func: str, args: list[Any], kwargs: dict[
         found = client.resonate.promises.get(id)
     except PromiseNotFound:
         return None
-    try:
-        name, stored_args, stored_kwargs, _ = codec.decode_param(found.param)
-    except Exception:  # not an invocation we can read (a plain promise, another SDK's): say what it is
-        fail(f"{id!r} exists and is not an invocation of {func}; pick another --id", exits.CONFLICT,
-             kind="PromiseAlreadyExists")
-    if (name, stored_args, stored_kwargs) != (func, args, kwargs):
-        shown = codec.short_args(stored_args, stored_kwargs)
-        fail(f"{id!r} is taken: it is {name}({shown}) ({found.state.lower()}); pick another --id (or leave "
-             "--id out for a fresh one)", exits.CONFLICT, kind="PromiseAlreadyExists")
+    other = other_invocation(found, func, args, kwargs)
+    if other is not None:
+        fail(f"{id!r} is taken: it is {other}; pick another --id (or leave --id out for a fresh one)",
+             exits.CONFLICT, kind="PromiseAlreadyExists")
     return found
 
 
