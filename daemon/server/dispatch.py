@@ -112,18 +112,8 @@ class Dispatcher:
             addr = parse_address(msg.recv)
         except ValueError:
             return None
-        conns = [c for c in self._groups.get(addr.group, ()) if c.can_run(msg) and c.lease_ms is not None]
-        if not conns or msg.task is None:
-            return None
-        if addr.pid is not None:
-            exact = [c for c in conns if c.pid == addr.pid]
-            if exact:
-                return exact[-1].pid, exact[-1].lease_ms  # type: ignore[return-value]
-            if addr.mode == "uni" or any(c.pid == addr.pid for c in self._groups.get(addr.group, ())):
-                return None  # its own process is connected but claims for itself: route() sends it there
-        i = self._next.get(addr.group, 0) % len(conns)
-        self._next[addr.group] = i + 1
-        return conns[i].pid, conns[i].lease_ms  # type: ignore[return-value]
+        conn = self._pick(addr, msg, leased=True) if msg.task is not None else None
+        return (conn.pid, conn.lease_ms) if conn is not None and conn.lease_ms is not None else None
 
     def route(self, msg: Message) -> Connection | None:
         try:
@@ -146,17 +136,20 @@ class Dispatcher:
             target.push(msg)
         return target
 
-    def _pick(self, addr: Address, msg: Message) -> Connection | None:
+    def _pick(self, addr: Address, msg: Message, *, leased: bool = False) -> Connection | None:
         """The process the address names if it can run the task, else (``any``) the next of the group
-        that can, round robin. None: nobody can now; the task waits in INIT for one to connect."""
-        conns = [c for c in self._groups.get(addr.group, ()) if c.can_run(msg)]
+        that can, round robin. None: nobody can now; the task waits in INIT for one to connect.
+        ``leased``: only streams that gave a lease (``choose``); the process the address names, connected
+        without one, is still preferred: None, and ``route`` sends it there unclaimed."""
+        able = [c for c in self._groups.get(addr.group, ()) if c.can_run(msg)]
+        conns = [c for c in able if c.lease_ms is not None] if leased else able
         if not conns:
             return None
         if addr.pid is not None:
             exact = [c for c in conns if c.pid == addr.pid]
             if exact:
                 return exact[-1]
-            if addr.mode == "uni":
+            if addr.mode == "uni" or any(c.pid == addr.pid for c in able):
                 return None
         i = self._next.get(addr.group, 0) % len(conns)
         self._next[addr.group] = i + 1
